@@ -7,6 +7,8 @@ from evcharge.core import health
 
 api_v1 = [
     path("", include("accounts.api.urls")),
+    path("", include("chargers.api.urls")),
+    path("", include("billing.api.urls")),
 ]
 
 urlpatterns = [
