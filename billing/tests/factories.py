@@ -100,7 +100,7 @@ def tariff(
         "elements": [{"price_components": [{"type": "ENERGY", "price": energy, "vat": vat, "step_size": 1}]}],
         **extra,
     }
-    return services.tariff_save_ocpi(data=data)
+    return services.tariff_save_ocpi(data=data, tariff=Tariff.objects.filter(ocpi_id=ocpi_id).first())
 
 
 def default_tariff(**kwargs) -> Tariff:

@@ -1,0 +1,315 @@
+"""Billing API: thin views over ``billing.services`` and ``billing.selectors``.
+
+Reads are scoped by the ``*_visible_to`` selectors; writes (tariffs, assignments, payments,
+invoice state changes, billing runs) are for operators (``is_staff``).
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+from django.db.models import Prefetch
+from django.http import FileResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import JSONParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from billing import selectors, services
+from billing.api.filters import CdrFilter, InvoiceFilter, PaymentFilter
+from billing.api.serializers import (
+    BillingAccountSerializer,
+    BillingRunSerializer,
+    CdrSerializer,
+    CreditNoteInputSerializer,
+    CreditNoteSerializer,
+    InvoiceSerializer,
+    OcpiTariffSerializer,
+    PaymentInputSerializer,
+    PaymentSerializer,
+    TariffAssignmentInputSerializer,
+    TariffAssignmentSerializer,
+)
+from billing.choices import AssignmentScope
+from billing.models import (
+    BillingAccount,
+    Cdr,
+    CreditNote,
+    Invoice,
+    InvoiceLine,
+    Payment,
+    Tariff,
+    TariffAssignment,
+    TariffElement,
+)
+from evcharge.core.errors import Conflict, NotFound
+
+
+class IsOperatorOrReadOnly(permissions.BasePermission):
+    """Anyone signed in reads; operators (staff) write."""
+
+    def has_permission(self, request, view) -> bool:
+        if not request.user or not request.user.is_authenticated:
+            return False
+        return request.method in permissions.SAFE_METHODS or request.user.is_staff
+
+
+class IsOperator(permissions.BasePermission):
+    def has_permission(self, request, view) -> bool:
+        return bool(request.user and request.user.is_authenticated and request.user.is_staff)
+
+
+class DecimalJSONParser(JSONParser):
+    """JSON numbers with a fraction become Decimal, never float (prices must stay exact)."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        encoding = (parser_context or {}).get("encoding", "utf-8")
+        try:
+            return json.loads(stream.read().decode(encoding), parse_float=Decimal)
+        except ValueError as error:
+            from rest_framework.exceptions import ParseError
+
+            raise ParseError(f"JSON parse error - {error}") from None
+
+
+# --- tariffs -----------------------------------------------------------------------------
+
+
+@extend_schema(tags=["billing"])
+class TariffViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """OCPI 2.2.1 tariffs. ``POST`` creates; ``PUT /tariffs/<id>/`` creates or replaces (OCPI semantics)."""
+
+    serializer_class = OcpiTariffSerializer
+    permission_classes = [IsOperatorOrReadOnly]
+    parser_classes = [DecimalJSONParser]
+    lookup_field = "ocpi_id"
+    lookup_url_kwarg = "tariff_id"
+    lookup_value_regex = r"[A-Za-z0-9._-]{1,36}"
+    http_method_names = ["get", "post", "put", "head", "options"]
+    ordering_fields = ["ocpi_id", "updated_at"]
+    filterset_fields = ["currency"]
+
+    def get_queryset(self):
+        return Tariff.objects.prefetch_related(
+            Prefetch("elements", queryset=TariffElement.objects.order_by("position"))
+        ).order_by("ocpi_id")
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        if Tariff.objects.filter(ocpi_id=serializer.validated_data["id"]).exists():
+            raise Conflict("a tariff with this id exists; PUT it to replace it", code="tariff_exists")
+        tariff = services.tariff_save_ocpi(data=self._ocpi(request.data, serializer))
+        return Response(self.get_serializer(tariff).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=OcpiTariffSerializer, responses={200: OcpiTariffSerializer, 201: OcpiTariffSerializer}
+    )
+    def update(self, request, tariff_id: str, *args, **kwargs):
+        data = dict(request.data) if isinstance(request.data, dict) else request.data
+        if isinstance(data, dict):
+            data.setdefault("id", tariff_id)
+        serializer = self.get_serializer(data=data)
+        serializer.is_valid(raise_exception=True)
+        if serializer.validated_data["id"] != tariff_id:
+            raise Conflict("the body's id differs from the URL's", code="id_mismatch")
+        existing = Tariff.objects.filter(ocpi_id=tariff_id).first()
+        tariff = services.tariff_save_ocpi(data=self._ocpi(data, serializer), tariff=existing)
+        tariff = self.get_queryset().get(pk=tariff.pk)
+        return Response(
+            self.get_serializer(tariff).data,
+            status=status.HTTP_200_OK if existing else status.HTTP_201_CREATED,
+        )
+
+    @staticmethod
+    def _ocpi(raw: dict, serializer) -> dict:
+        # Elements and prices as sent (Decimal numbers); the rest as validated.
+        data = {**serializer.validated_data, "elements": raw["elements"]}
+        for name in ("min_price", "max_price"):
+            if name in raw:
+                data[name] = raw[name]
+        return data
+
+
+@extend_schema(tags=["billing"])
+class TariffAssignmentViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+):
+    """Which tariff applies where: ``POST {"tariff", "scope", "target_id"}`` replaces the target's tariff."""
+
+    serializer_class = TariffAssignmentSerializer
+    permission_classes = [IsOperator]
+    filterset_fields = ["scope", "tariff"]
+    queryset = TariffAssignment.objects.select_related("tariff").order_by("scope", "pk")
+
+    @extend_schema(request=TariffAssignmentInputSerializer, responses={201: TariffAssignmentSerializer})
+    def create(self, request):
+        from accounts.models import Organization
+        from chargers.models import ChargePoint, Connector, Site
+
+        data = TariffAssignmentInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        tariff = Tariff.objects.filter(ocpi_id=values["tariff"]).first()
+        if tariff is None:
+            raise NotFound("no tariff with this id", details={"tariff": values["tariff"]})
+        model = {
+            AssignmentScope.ORGANIZATION: Organization,
+            AssignmentScope.CONNECTOR: Connector,
+            AssignmentScope.CHARGE_POINT: ChargePoint,
+            AssignmentScope.SITE: Site,
+        }.get(values["scope"])
+        target = None
+        if model is not None:
+            target = model.objects.filter(pk=values.get("target_id")).first()
+            if target is None:
+                raise NotFound(
+                    f"no {values['scope']} with this id", details={"target_id": values.get("target_id")}
+                )
+        assignment = services.tariff_assign(tariff=tariff, scope=values["scope"], target=target)
+        return Response(self.get_serializer(assignment).data, status=status.HTTP_201_CREATED)
+
+
+# --- CDRs, accounts, invoices, payments --------------------------------------------------
+
+
+@extend_schema(tags=["billing"])
+class CdrViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = Cdr.objects.none()  # for the schema; get_queryset() scopes to the caller
+    serializer_class = CdrSerializer
+    filterset_class = CdrFilter
+    ordering_fields = ["stopped_at", "total_incl_vat", "id"]
+
+    def get_queryset(self):
+        return (
+            selectors.cdrs_visible_to(user=self.request.user)
+            .select_related("invoice_line__invoice")
+            .order_by("-stopped_at", "-pk")
+        )
+
+
+@extend_schema(tags=["billing"])
+class BillingAccountViewSet(mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Billing accounts; operators change period, time zone and currency (``PATCH``)."""
+
+    queryset = BillingAccount.objects.none()  # for the schema; get_queryset() scopes to the caller
+    serializer_class = BillingAccountSerializer
+    permission_classes = [IsOperatorOrReadOnly]
+    filterset_fields = ["period", "currency", "organization", "user"]
+    http_method_names = ["get", "patch", "head", "options"]
+
+    def get_queryset(self):
+        return selectors.billing_accounts_visible_to(user=self.request.user).order_by("pk")
+
+
+@extend_schema(tags=["billing"])
+class InvoiceViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = Invoice.objects.none()  # for the schema; get_queryset() scopes to the caller
+    serializer_class = InvoiceSerializer
+    filterset_class = InvoiceFilter
+    ordering_fields = ["period_start", "issued_at", "number", "total_incl_vat"]
+
+    def get_queryset(self):
+        return (
+            selectors.invoices_visible_to(user=self.request.user)
+            .prefetch_related(
+                Prefetch("lines", queryset=InvoiceLine.objects.only("id", "invoice_id", "cdr_id"))
+            )
+            .order_by("-period_start", "-pk")
+        )
+
+    @extend_schema(responses={(200, "application/pdf"): OpenApiResponse(description="the invoice PDF")})
+    @action(detail=True, methods=["get"])
+    def pdf(self, request, pk=None):
+        invoice = self.get_object()
+        if invoice.number is None:
+            raise Conflict("a draft invoice has no PDF", code="invoice_not_issued")
+        if not invoice.pdf:
+            # The task renders it right after issue; render now if it has not run yet.
+            invoice = services.invoice_render_pdf(invoice_id=invoice.pk)
+        return FileResponse(
+            invoice.pdf.open("rb"), content_type="application/pdf", filename=f"{invoice.number}.pdf"
+        )
+
+    @extend_schema(request=PaymentInputSerializer, responses={201: PaymentSerializer})
+    @action(detail=True, methods=["get", "post"], permission_classes=[IsOperatorOrReadOnly])
+    def payments(self, request, pk=None):
+        invoice = self.get_object()
+        if request.method == "GET":
+            rows = invoice.payments.order_by("-received_at", "-pk")
+            return Response(PaymentSerializer(rows, many=True).data)
+        data = PaymentInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        payment = services.payment_record(invoice=invoice, recorded_by=request.user, **data.validated_data)
+        return Response(PaymentSerializer(payment).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: InvoiceSerializer})
+    @action(detail=True, methods=["post"], permission_classes=[IsOperator])
+    def void(self, request, pk=None):
+        invoice = services.invoice_void(invoice=self.get_object())
+        return Response(self.get_serializer(self.get_queryset().get(pk=invoice.pk)).data)
+
+    @extend_schema(request=None, responses={200: InvoiceSerializer})
+    @action(detail=True, methods=["post"], url_path="mark-uncollectible", permission_classes=[IsOperator])
+    def mark_uncollectible(self, request, pk=None):
+        invoice = services.invoice_mark_uncollectible(invoice=self.get_object())
+        return Response(self.get_serializer(self.get_queryset().get(pk=invoice.pk)).data)
+
+
+@extend_schema(tags=["billing"])
+class PaymentViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = Payment.objects.none()  # for the schema; get_queryset() scopes to the caller
+    serializer_class = PaymentSerializer
+    filterset_class = PaymentFilter
+
+    def get_queryset(self):
+        return selectors.payments_visible_to(user=self.request.user).order_by("-received_at", "-pk")
+
+
+@extend_schema(tags=["billing"])
+class CreditNoteViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    queryset = CreditNote.objects.none()  # for the schema; get_queryset() scopes to the caller
+    serializer_class = CreditNoteSerializer
+    permission_classes = [IsOperatorOrReadOnly]
+    filterset_fields = ["cdr", "invoice"]
+
+    def get_queryset(self):
+        visible = selectors.cdrs_visible_to(user=self.request.user).values("pk")
+        return CreditNote.objects.filter(cdr__in=visible).order_by("-created_at", "-pk")
+
+    @extend_schema(request=CreditNoteInputSerializer, responses={201: CreditNoteSerializer})
+    def create(self, request):
+        data = CreditNoteInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        cdr = get_object_or_404(selectors.cdrs_visible_to(user=request.user), pk=values["cdr"])
+        note = services.credit_note_create(
+            cdr=cdr,
+            amount_excl_vat=values.get("amount_excl_vat"),
+            reason=values["reason"],
+            created_by=request.user,
+        )
+        return Response(self.get_serializer(note).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=["billing"], request=None, responses={202: BillingRunSerializer})
+class BillingRunView(APIView):
+    """Run the billing cycle now (operators): closes ended periods, as the hourly beat task does."""
+
+    permission_classes = [IsOperator]
+
+    def post(self, request):
+        from billing.tasks import billing_cycle_run
+
+        result = billing_cycle_run.delay()
+        return Response({"task_id": result.id}, status=status.HTTP_202_ACCEPTED)
