@@ -144,6 +144,10 @@ class IdToken(models.Model):
     class Meta:
         ordering = ["uid"]
         verbose_name = "ID token"
+        constraints = [
+            # OCPP idTags are case-insensitive (CiString20): one token per idTag, whatever the case.
+            models.UniqueConstraint(Lower("uid"), name="accounts_idtoken_uid_ci_unique"),
+        ]
 
     def __str__(self) -> str:
         return self.uid
@@ -153,3 +157,131 @@ class IdToken(models.Model):
         if self.status == self.Status.ACCEPTED and self.expires_at and self.expires_at <= at:
             return self.Status.EXPIRED
         return self.status
+
+
+class ApiKeyScope(models.TextChoices):
+    """What an API key may do, per area. ``<area>:write`` includes ``<area>:read``."""
+
+    CHARGERS_READ = "chargers:read", "Chargers: read"
+    CHARGERS_WRITE = "chargers:write", "Chargers: write"
+    SESSIONS_READ = "sessions:read", "Sessions: read"
+    SESSIONS_WRITE = "sessions:write", "Sessions: write"
+    BILLING_READ = "billing:read", "Billing: read"
+    BILLING_WRITE = "billing:write", "Billing: write"
+    ACCOUNTS_READ = "accounts:read", "Accounts: read"
+    ACCOUNTS_WRITE = "accounts:write", "Accounts: write"
+
+
+class ApiKey(models.Model):
+    """A partner system's credential, acting for its organization within its scopes.
+
+    The key handed out is ``evk_<prefix>_<secret>``; only ``prefix`` (to find the row) and a
+    keyed hash of the secret are stored. See ``accounts.api_keys`` for why a fast hash is right.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    secret_hash = models.CharField(max_length=64, editable=False)
+    scopes = models.JSONField(default=list, help_text="List of scopes, e.g. chargers:read.")
+    created_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix})"
+
+    def is_usable(self, at=None) -> bool:
+        at = at or timezone.now()
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > at)
+
+
+class ApiCallLog(models.Model):
+    """One call to ``/api/``. Written in batches from a Redis buffer (``accounts.call_log``)."""
+
+    entry_id = models.UUIDField(unique=True, editable=False, help_text="Makes a re-flushed batch harmless.")
+    at = models.DateTimeField(db_index=True)
+    user = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_constraint=False
+    )
+    api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_constraint=False
+    )
+    method = models.CharField(max_length=8)
+    route = models.CharField(max_length=255, blank=True, help_text="URL pattern, e.g. api/v1/id-tokens/<pk>/")
+    path = models.CharField(max_length=1024)
+    status = models.PositiveSmallIntegerField()
+    latency_ms = models.FloatField()
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    request_id = models.CharField(max_length=128, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = "API call"
+        indexes = [
+            models.Index(fields=["user", "-at"]),
+            models.Index(fields=["api_key", "-at"]),
+            models.Index(fields=["route", "-at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} {self.status}"
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise TypeError(f"{self.model.__name__} is append-only.")
+
+    def delete(self):
+        raise TypeError(f"{self.model.__name__} is append-only.")
+
+
+class AuditEntry(models.Model):
+    """An operator action, kept for good: who did what to which object, before and after.
+
+    Append-only: the model refuses updates and deletes, and so does a PostgreSQL trigger
+    (migration 0003). Written by ``accounts.services.audit_record`` only.
+    """
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey(User, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    actor_repr = models.CharField(max_length=255, blank=True)
+    action = models.CharField(
+        max_length=64, db_index=True, help_text="e.g. create, update, delete, command.sent"
+    )
+    content_type = models.ForeignKey(
+        "contenttypes.ContentType", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    object_id = models.CharField(max_length=64, blank=True)
+    object_repr = models.CharField(max_length=255, blank=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    source = models.CharField(max_length=16, blank=True, help_text="admin, api, task, ocpp")
+    request_id = models.CharField(max_length=128, blank=True)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = "audit entry"
+        verbose_name_plural = "audit log"
+        indexes = [models.Index(fields=["content_type", "object_id", "-at"])]
+
+    def __str__(self) -> str:
+        return f"{self.actor_repr} {self.action} {self.object_repr}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise TypeError("AuditEntry is append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise TypeError("AuditEntry is append-only.")

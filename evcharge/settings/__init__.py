@@ -3,6 +3,7 @@
 ``base`` holds Django itself; each integration has its own module, read in this order.
 """
 
+from .accounts import *  # noqa: F403
 from .api import *  # noqa: F403
 from .base import *  # noqa: F403
 from .logs import *  # noqa: F403

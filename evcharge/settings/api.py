@@ -7,9 +7,16 @@ from .env import env_int
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "accounts.api_keys.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # ApiKeyScopePermission: API keys reach only views whose ``api_area`` their scopes allow.
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "accounts.permissions.ApiKeyScopePermission",
+    ],
+    # Per user / API key / client address, counted in Redis; rates in settings/accounts.py.
+    "DEFAULT_THROTTLE_CLASSES": ["accounts.throttling.RedisRateThrottle"],
     "DEFAULT_PAGINATION_CLASS": "evcharge.core.api.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": [

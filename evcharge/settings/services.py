@@ -76,4 +76,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "billing.tasks.billing_cycle_run",
         "schedule": timedelta(hours=1),
     },
+    "accounts.api-call-log-flush": {
+        "task": "accounts.tasks.api_call_log_flush",
+        "schedule": timedelta(seconds=10),
+    },
+    "accounts.api-call-log-purge": {
+        "task": "accounts.tasks.api_call_log_purge",
+        "schedule": timedelta(hours=24),
+    },
 }

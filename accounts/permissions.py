@@ -1,0 +1,40 @@
+"""DRF permissions of the accounts app.
+
+``ApiKeyScopePermission`` is a default permission (``REST_FRAMEWORK`` in
+``evcharge/settings/api.py``): a call with an API key needs ``<area>:read`` for safe methods
+and ``<area>:write`` for the others, where ``area`` is the view's ``api_area`` attribute
+(``chargers``, ``sessions``, ``billing``, ``accounts``). A view without ``api_area`` is closed
+to API keys. Views that set their own ``permission_classes`` must keep this one in the list.
+"""
+
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+
+from accounts.models import ApiKey
+
+
+def key_allows(api_key: ApiKey, area: str, write: bool) -> bool:
+    scopes = set(api_key.scopes)
+    if f"{area}:write" in scopes:
+        return True
+    return not write and f"{area}:read" in scopes
+
+
+class ApiKeyScopePermission(BasePermission):
+    message = "This API key's scopes do not allow this call."
+
+    def has_permission(self, request, view) -> bool:
+        if not isinstance(request.auth, ApiKey):
+            return True
+        area = getattr(view, "api_area", None)
+        if area is None:
+            return False
+        return key_allows(request.auth, area, write=request.method not in SAFE_METHODS)
+
+
+class IsPerson(BasePermission):
+    """A logged-in person (JWT or session), not an API key."""
+
+    message = "This endpoint is for people, not API keys."
+
+    def has_permission(self, request, view) -> bool:
+        return bool(request.user and request.user.is_authenticated and not isinstance(request.auth, ApiKey))
