@@ -169,9 +169,33 @@ def charger_connected(*, charge_point_id: int) -> None:
 
 def charger_disconnected(*, charge_point_id: int) -> None:
     """The socket closed (not taken over by a newer connection): the charger is offline now."""
-    now = timezone.now()
-    ChargePoint.objects.filter(pk=charge_point_id).update(is_online=False, updated_at=now)
-    live.charger_online(charge_point_id, False, now)
+    chargers_offline(charge_point_ids=[charge_point_id], now=timezone.now())
+
+
+@transaction.atomic
+def chargers_offline(*, charge_point_ids: list[int], now: datetime) -> None:
+    """Mark chargers offline; their connectors show Unavailable, with a history row each.
+
+    ``status_at`` is cleared so that the first status the charger sends when it is back
+    applies even if its clock runs behind ours.
+    """
+    ChargePoint.objects.filter(pk__in=charge_point_ids).update(is_online=False, updated_at=now)
+    connectors = Connector.objects.filter(charge_point_id__in=charge_point_ids)
+    StatusChange.objects.bulk_create(
+        StatusChange(
+            charge_point_id=cp,
+            connector_id=c,
+            status=ConnectorStatus.UNAVAILABLE,
+            info="offline",
+            error_code="NoError",
+            timestamp=now,
+        )
+        for cp, c in connectors.values_list("charge_point_id", "connector_id")
+    )
+    connectors.update(status=ConnectorStatus.UNAVAILABLE, status_at=None, info="offline")
+    transaction.on_commit(
+        lambda: live.forget(charge_point_ids)
+    )  # the API reads the database until they speak
 
 
 def charger_seen(*, charge_point_id: int, at: datetime) -> None:
@@ -690,6 +714,3 @@ def session_flag(*, session: ChargingSession, reason: str) -> None:
         session = ChargingSession.objects.select_for_update().get(pk=session.pk)
         _flag(session, reason)
         session.save(update_fields=["needs_review", "review_reasons", "updated_at"])
-
-
-CONNECTOR_OFFLINE_STATUS = ConnectorStatus.UNAVAILABLE
