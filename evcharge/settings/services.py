@@ -70,4 +70,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "evcharge.core.tasks.clear_expired_sessions",
         "schedule": timedelta(hours=6),
     },
+    # Closes ended billing periods (one invoice per account and period, exactly once); hourly
+    # so each account's local midnight is caught within the hour.
+    "billing.cycle": {
+        "task": "billing.tasks.billing_cycle_run",
+        "schedule": timedelta(hours=1),
+    },
 }

@@ -1,0 +1,473 @@
+"""Tariffs, tariff assignments, CDRs, credit notes, billing accounts, invoices and payments.
+
+The database enforces what must never happen (see each ``Meta``): one CDR per session, one
+invoice per account and period, a CDR on at most one invoice, one number per series and year,
+money rows protected from deletion. Writes go through ``billing.services``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+
+from billing.choices import (
+    AssignmentScope,
+    BillingPeriod,
+    InvoiceStatus,
+    NumberSeries,
+    PaymentMethod,
+)
+from evcharge.core.models import TimeStampedModel
+from evcharge.core.money import CURRENCY_CHOICES, Money
+
+# Prices per unit carry more decimals than charged amounts (STYLE: Money).
+PRICE = {"max_digits": 14, "decimal_places": 6}
+# Charged amounts: 3 decimals is the largest minor unit we bill in (KWD).
+AMOUNT = {"max_digits": 16, "decimal_places": 3}
+
+
+class Tariff(TimeStampedModel):
+    """An OCPI 2.2.1 tariff. ``ocpi_id`` is the OCPI ``id`` (the API's key)."""
+
+    ocpi_id = models.CharField("OCPI id", max_length=36, unique=True)
+    country_code = models.CharField(max_length=2, default="DE")
+    party_id = models.CharField(max_length=3, default="EVC")
+    currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
+    type = models.CharField(max_length=24, blank=True, help_text="OCPI TariffType (optional)")
+    alt_text = models.JSONField(
+        default=list, blank=True, help_text='OCPI tariff_alt_text: [{"language", "text"}]'
+    )
+    alt_url = models.URLField(blank=True)
+    min_price_excl_vat = models.DecimalField(
+        **PRICE, null=True, blank=True, validators=[MinValueValidator(0)]
+    )
+    min_price_incl_vat = models.DecimalField(
+        **PRICE, null=True, blank=True, validators=[MinValueValidator(0)]
+    )
+    max_price_excl_vat = models.DecimalField(
+        **PRICE, null=True, blank=True, validators=[MinValueValidator(0)]
+    )
+    max_price_incl_vat = models.DecimalField(
+        **PRICE, null=True, blank=True, validators=[MinValueValidator(0)]
+    )
+    start_date_time = models.DateTimeField(null=True, blank=True)
+    end_date_time = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["ocpi_id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(min_price_excl_vat__isnull=True)
+                | Q(max_price_excl_vat__isnull=True)
+                | Q(min_price_excl_vat__lte=F("max_price_excl_vat")),
+                name="tariff_min_not_above_max",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.ocpi_id} ({self.currency})"
+
+
+class TariffElement(models.Model):
+    """One OCPI TariffElement: restrictions, and at most one price component per type.
+
+    OCPI lists components; the first element with a component of a dimension prices it, so a
+    second component of the same type in one element could never apply. The four types are
+    therefore column groups here (``<type>_price``, ``_vat``, ``_step_size``); a type whose
+    price is empty is absent.
+    """
+
+    tariff = models.ForeignKey(Tariff, on_delete=models.CASCADE, related_name="elements")
+    position = models.PositiveSmallIntegerField(help_text="order in the tariff; the first match wins")
+
+    energy_price = models.DecimalField(**PRICE, null=True, blank=True, help_text="per kWh, excl. VAT")
+    energy_vat = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True, help_text="%")
+    energy_step_size = models.PositiveIntegerField(default=1, help_text="Wh")
+    time_price = models.DecimalField(**PRICE, null=True, blank=True, help_text="per hour charging")
+    time_vat = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
+    time_step_size = models.PositiveIntegerField(default=1, help_text="seconds")
+    parking_time_price = models.DecimalField(
+        **PRICE, null=True, blank=True, help_text="per hour not charging"
+    )
+    parking_time_vat = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
+    parking_time_step_size = models.PositiveIntegerField(default=1, help_text="seconds")
+    flat_price = models.DecimalField(**PRICE, null=True, blank=True, help_text="per session")
+    flat_vat = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
+    flat_step_size = models.PositiveIntegerField(default=1)
+
+    start_time = models.TimeField(null=True, blank=True, help_text="local, inclusive")
+    end_time = models.TimeField(
+        null=True, blank=True, help_text="local, exclusive; before start wraps midnight"
+    )
+    start_date = models.DateField(null=True, blank=True)
+    end_date = models.DateField(null=True, blank=True)
+    min_kwh = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
+    max_kwh = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
+    min_current = models.DecimalField(max_digits=9, decimal_places=2, null=True, blank=True)
+    max_current = models.DecimalField(max_digits=9, decimal_places=2, null=True, blank=True)
+    min_power = models.DecimalField(max_digits=9, decimal_places=2, null=True, blank=True, help_text="kW")
+    max_power = models.DecimalField(max_digits=9, decimal_places=2, null=True, blank=True, help_text="kW")
+    min_duration = models.PositiveIntegerField(null=True, blank=True, help_text="seconds")
+    max_duration = models.PositiveIntegerField(null=True, blank=True, help_text="seconds")
+    day_of_week = models.JSONField(default=list, blank=True, help_text='e.g. ["SATURDAY", "SUNDAY"]')
+    reservation = models.CharField(max_length=24, blank=True)
+
+    class Meta:
+        ordering = ["tariff", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["tariff", "position"], name="tariff_element_position_unique"),
+            models.CheckConstraint(
+                condition=Q(energy_price__isnull=False)
+                | Q(time_price__isnull=False)
+                | Q(parking_time_price__isnull=False)
+                | Q(flat_price__isnull=False),
+                name="tariff_element_has_a_component",
+            ),
+            models.CheckConstraint(
+                condition=Q(energy_price__gte=0) | Q(energy_price__isnull=True),
+                name="energy_price_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(time_price__gte=0) | Q(time_price__isnull=True), name="time_price_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(parking_time_price__gte=0) | Q(parking_time_price__isnull=True),
+                name="parking_time_price_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(flat_price__gte=0) | Q(flat_price__isnull=True), name="flat_price_not_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tariff.ocpi_id} element {self.position}"
+
+
+class TariffAssignment(TimeStampedModel):
+    """Which tariff applies where. Exactly one target per scope; one assignment per target.
+
+    Resolution, most specific first: organization contract, connector, charger, site, default.
+    """
+
+    tariff = models.ForeignKey(Tariff, on_delete=models.PROTECT, related_name="assignments")
+    scope = models.CharField(max_length=16, choices=AssignmentScope.choices)
+    organization = models.ForeignKey(
+        "accounts.Organization", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    connector = models.ForeignKey(
+        "chargers.Connector", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    charge_point = models.ForeignKey(
+        "chargers.ChargePoint", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    site = models.ForeignKey(
+        "chargers.Site", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["scope", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(
+                        scope=AssignmentScope.ORGANIZATION,
+                        organization__isnull=False,
+                        connector__isnull=True,
+                        charge_point__isnull=True,
+                        site__isnull=True,
+                    )
+                    | Q(
+                        scope=AssignmentScope.CONNECTOR,
+                        organization__isnull=True,
+                        connector__isnull=False,
+                        charge_point__isnull=True,
+                        site__isnull=True,
+                    )
+                    | Q(
+                        scope=AssignmentScope.CHARGE_POINT,
+                        organization__isnull=True,
+                        connector__isnull=True,
+                        charge_point__isnull=False,
+                        site__isnull=True,
+                    )
+                    | Q(
+                        scope=AssignmentScope.SITE,
+                        organization__isnull=True,
+                        connector__isnull=True,
+                        charge_point__isnull=True,
+                        site__isnull=False,
+                    )
+                    | Q(
+                        scope=AssignmentScope.DEFAULT,
+                        organization__isnull=True,
+                        connector__isnull=True,
+                        charge_point__isnull=True,
+                        site__isnull=True,
+                    )
+                ),
+                name="tariff_assignment_target_matches_scope",
+            ),
+            models.UniqueConstraint(
+                fields=["organization"], condition=Q(scope="organization"), name="one_tariff_per_organization"
+            ),
+            models.UniqueConstraint(
+                fields=["connector"], condition=Q(scope="connector"), name="one_tariff_per_connector"
+            ),
+            models.UniqueConstraint(
+                fields=["charge_point"], condition=Q(scope="charge_point"), name="one_tariff_per_charge_point"
+            ),
+            models.UniqueConstraint(fields=["site"], condition=Q(scope="site"), name="one_tariff_per_site"),
+            models.UniqueConstraint(
+                fields=["scope"], condition=Q(scope="default"), name="one_default_tariff"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tariff.ocpi_id} → {self.get_scope_display()} {self.target_id or ''}".strip()
+
+    @property
+    def target_id(self) -> int | None:
+        return self.organization_id or self.connector_id or self.charge_point_id or self.site_id
+
+
+class BillingAccount(TimeStampedModel):
+    """Who receives invoices: an organization or a single driver (exactly one of them)."""
+
+    name = models.CharField(max_length=200)
+    organization = models.OneToOneField(
+        "accounts.Organization",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="billing_account",
+    )
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="billing_account",
+    )
+    period = models.CharField(max_length=8, choices=BillingPeriod.choices, default=BillingPeriod.MONTHLY)
+    time_zone = models.CharField(
+        max_length=64, default="UTC", help_text="IANA name; periods close at local midnight"
+    )
+    currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES, default="EUR")
+    billing_email = models.EmailField(blank=True)
+    address = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(organization__isnull=False, user__isnull=True)
+                | Q(organization__isnull=True, user__isnull=False),
+                name="billing_account_is_organization_or_user",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Cdr(models.Model):
+    """Charge detail record: one priced, finished session. Immutable (a trigger refuses UPDATE).
+
+    ``tariff_snapshot`` is the OCPI JSON of the tariff as priced; ``pricing`` the engine's
+    result (periods, step extras, VAT by rate). Corrections are ``CreditNote`` rows.
+    """
+
+    session = models.OneToOneField("chargers.ChargingSession", on_delete=models.PROTECT, related_name="cdr")
+    account = models.ForeignKey(
+        BillingAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="cdrs"
+    )
+    tariff = models.ForeignKey(Tariff, null=True, on_delete=models.SET_NULL, related_name="cdrs")
+    tariff_snapshot = models.JSONField()
+    pricing = models.JSONField()
+    charge_point_identity = models.CharField(max_length=48)
+    connector_id = models.PositiveSmallIntegerField()
+    site_time_zone = models.CharField(max_length=64)
+    id_tag = models.CharField(max_length=20)
+    started_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(db_index=True)
+    energy_wh = models.BigIntegerField(help_text="meter stop - meter start")
+    total_energy_kwh = models.DecimalField(max_digits=14, decimal_places=6)
+    total_time_hours = models.DecimalField(max_digits=14, decimal_places=6)
+    total_parking_time_hours = models.DecimalField(max_digits=14, decimal_places=6)
+    currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
+    total_excl_vat = models.DecimalField(**AMOUNT)
+    total_vat = models.DecimalField(**AMOUNT)
+    total_incl_vat = models.DecimalField(**AMOUNT)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-stopped_at", "-id"]
+        verbose_name = "CDR"
+        indexes = [models.Index(fields=["account", "stopped_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(total_incl_vat=F("total_excl_vat") + F("total_vat")),
+                name="cdr_incl_is_excl_plus_vat",
+            ),
+            models.CheckConstraint(condition=Q(total_excl_vat__gte=0), name="cdr_total_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"CDR {self.pk} (session {self.session_id}) {self.total_incl_vat} {self.currency}"
+
+    @property
+    def total_incl(self) -> Money:
+        return Money(self.total_incl_vat, self.currency)
+
+
+class Invoice(TimeStampedModel):
+    """One per account and period. Totals are the sums of its lines (the CDR totals).
+
+    ``number`` is empty while draft and given, gapless, when issued (``billing.numbering``).
+    """
+
+    account = models.ForeignKey(BillingAccount, on_delete=models.PROTECT, related_name="invoices")
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT)
+    number = models.CharField(max_length=20, null=True, blank=True, unique=True)
+    currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
+    total_excl_vat = models.DecimalField(**AMOUNT, default=Decimal(0))
+    total_vat = models.DecimalField(**AMOUNT, default=Decimal(0))
+    total_incl_vat = models.DecimalField(**AMOUNT, default=Decimal(0))
+    amount_paid = models.DecimalField(**AMOUNT, default=Decimal(0))
+    vat_breakdown = models.JSONField(default=list, blank=True)
+    issued_at = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    voided_at = models.DateTimeField(null=True, blank=True)
+    pdf = models.FileField(upload_to="invoices/%Y/", blank=True)
+
+    class Meta:
+        ordering = ["-period_start", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "period_start"], name="one_invoice_per_account_period"
+            ),
+            models.CheckConstraint(
+                condition=Q(period_end__gt=F("period_start")), name="invoice_period_not_empty"
+            ),
+            models.CheckConstraint(
+                condition=Q(status="draft", number__isnull=True)
+                | (~Q(status="draft") & Q(number__isnull=False)),
+                name="invoice_numbered_once_issued",
+            ),
+            models.CheckConstraint(
+                condition=Q(total_incl_vat=F("total_excl_vat") + F("total_vat")),
+                name="invoice_incl_is_excl_plus_vat",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_paid__gte=0) & Q(amount_paid__lte=F("total_incl_vat")),
+                name="invoice_paid_within_total",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.number or f"draft invoice {self.pk}"
+
+    @property
+    def amount_due(self) -> Decimal:
+        return self.total_incl_vat - self.amount_paid
+
+
+class InvoiceLine(models.Model):
+    """A CDR on an invoice. ``cdr`` is unique: a CDR is on at most one invoice, ever."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="lines")
+    cdr = models.OneToOneField(Cdr, on_delete=models.PROTECT, related_name="invoice_line")
+    total_excl_vat = models.DecimalField(**AMOUNT)
+    total_vat = models.DecimalField(**AMOUNT)
+    total_incl_vat = models.DecimalField(**AMOUNT)
+
+    class Meta:
+        ordering = ["invoice", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.invoice} · CDR {self.cdr_id}"
+
+
+class NumberCounter(models.Model):
+    """The last number taken per series and year. Locked (``FOR UPDATE``) by the issuing transaction."""
+
+    series = models.CharField(max_length=8, choices=NumberSeries.choices)
+    year = models.PositiveSmallIntegerField()
+    last_number = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["series", "year"], name="one_counter_per_series_year")]
+
+    def __str__(self) -> str:
+        return f"{self.series}-{self.year}: {self.last_number}"
+
+
+class Payment(TimeStampedModel):
+    """Money received against an invoice (full or partial). ``reference`` is unique per invoice."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="payments")
+    amount = models.DecimalField(**AMOUNT, validators=[MinValueValidator(Decimal("0.001"))])
+    currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
+    method = models.CharField(
+        max_length=16, choices=PaymentMethod.choices, default=PaymentMethod.BANK_TRANSFER
+    )
+    reference = models.CharField(max_length=100, help_text="bank or provider reference; idempotency key")
+    received_at = models.DateTimeField()
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["invoice", "reference"], name="payment_reference_once_per_invoice"
+            ),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency} on {self.invoice}"
+
+
+class CreditNote(TimeStampedModel):
+    """A correction of a CDR: the amount given back (positive numbers), numbered ``CN-YYYY-NNNNNN``."""
+
+    number = models.CharField(max_length=20, unique=True)
+    cdr = models.ForeignKey(Cdr, on_delete=models.PROTECT, related_name="credit_notes")
+    invoice = models.ForeignKey(
+        Invoice,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="credit_notes",
+        help_text="the invoice the CDR was on, if any",
+    )
+    reason = models.CharField(max_length=255)
+    currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
+    total_excl_vat = models.DecimalField(**AMOUNT)
+    total_vat = models.DecimalField(**AMOUNT)
+    total_incl_vat = models.DecimalField(**AMOUNT)
+    vat_breakdown = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(total_excl_vat__gt=0), name="credit_note_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(total_incl_vat=F("total_excl_vat") + F("total_vat")),
+                name="credit_note_incl_is_excl_plus_vat",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.number

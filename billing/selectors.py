@@ -1,0 +1,103 @@
+"""Reads that matter: which tariff applies, what a session measured, what a caller may see.
+
+The ``*_visible_to`` functions are the one place each billing model is scoped to a caller
+(staff: everything; otherwise their own billing account and those of organizations they own
+or administer). Swap them for ``accounts.scoping`` in one step when that lands.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
+from billing.choices import SCOPE_PRECEDENCE, AssignmentScope
+from billing.models import BillingAccount, Cdr, Invoice, InvoiceLine, Payment, Tariff, TariffAssignment
+from billing.pricing import Reading
+
+ENERGY_REGISTER = "Energy.Active.Import.Register"
+ORGANIZATION_BILLING_ROLES = ("owner", "admin")
+
+
+def tariff_for_session(*, session) -> Tariff | None:
+    """The tariff that prices ``session``: organization contract, connector, charger, site, default."""
+    token = session.id_token
+    organization_id = token.organization_id if token is not None else None
+    charge_point = session.charge_point
+    match = Q(scope=AssignmentScope.DEFAULT)
+    match |= Q(scope=AssignmentScope.CONNECTOR, connector_id=session.connector_id)
+    match |= Q(scope=AssignmentScope.CHARGE_POINT, charge_point_id=session.charge_point_id)
+    if charge_point.site_id is not None:
+        match |= Q(scope=AssignmentScope.SITE, site_id=charge_point.site_id)
+    if organization_id is not None:
+        match |= Q(scope=AssignmentScope.ORGANIZATION, organization_id=organization_id)
+    assignments = {a.scope: a for a in TariffAssignment.objects.filter(match).select_related("tariff")}
+    for scope in SCOPE_PRECEDENCE:
+        if scope in assignments:
+            return assignments[scope].tariff
+    return None
+
+
+def session_time_zone(*, session) -> str:
+    site = session.charge_point.site
+    return site.time_zone if site is not None else "UTC"
+
+
+def session_readings(*, session, until: datetime | None = None) -> list[Reading]:
+    """Energy register readings of ``session`` (whole-meter values, any order), Wh."""
+    rows = session.meter_values.filter(measurand=ENERGY_REGISTER, phase="")
+    if until is not None:
+        rows = rows.filter(timestamp__lte=until)
+    readings = [Reading(ts, value) for ts, value in rows.values_list("timestamp", "value")]
+    if session.stopped_at is not None and session.meter_stop_wh is not None and session.meter_stop_wh >= 0:
+        readings.append(Reading(session.stopped_at, Decimal(session.meter_stop_wh)))
+    return readings
+
+
+def cdrs_unbilled_for(*, account: BillingAccount, before: datetime) -> QuerySet[Cdr]:
+    """CDRs of ``account`` in its currency that stopped before ``before`` and are on no invoice."""
+    return (
+        Cdr.objects.filter(account=account, currency=account.currency, stopped_at__lt=before)
+        .exclude(Exists(InvoiceLine.objects.filter(cdr=OuterRef("pk"))))
+        .order_by("stopped_at", "pk")
+    )
+
+
+def accounts_with_unbilled_cdrs(*, before: datetime) -> QuerySet[BillingAccount]:
+    unbilled = Cdr.objects.filter(account=OuterRef("pk"), stopped_at__lt=before).exclude(
+        Exists(InvoiceLine.objects.filter(cdr=OuterRef("pk")))
+    )
+    return BillingAccount.objects.filter(Exists(unbilled)).order_by("pk")
+
+
+# --- what a caller may see ---------------------------------------------------------------
+
+
+def billing_accounts_visible_to(*, user) -> QuerySet[BillingAccount]:
+    if user.is_staff:
+        return BillingAccount.objects.all()
+    return BillingAccount.objects.filter(
+        Q(user=user)
+        | Q(
+            organization__memberships__user=user,
+            organization__memberships__role__in=ORGANIZATION_BILLING_ROLES,
+        )
+    ).distinct()
+
+
+def cdrs_visible_to(*, user) -> QuerySet[Cdr]:
+    if user.is_staff:
+        return Cdr.objects.all()
+    accounts = billing_accounts_visible_to(user=user).values("pk")
+    return Cdr.objects.filter(Q(account__in=accounts) | Q(session__id_token__user=user))
+
+
+def invoices_visible_to(*, user) -> QuerySet[Invoice]:
+    if user.is_staff:
+        return Invoice.objects.all()
+    return Invoice.objects.filter(account__in=billing_accounts_visible_to(user=user).values("pk"))
+
+
+def payments_visible_to(*, user) -> QuerySet[Payment]:
+    return Payment.objects.filter(invoice__in=invoices_visible_to(user=user).values("pk"))

@@ -1,0 +1,160 @@
+"""Tariff resolution, CDR creation (idempotent, immutable, snapshot) and the live estimate."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import IntegrityError, transaction
+
+from billing import selectors, services
+from billing.models import Cdr
+from billing.tests.factories import (
+    ChargePointFactory,
+    ConnectorFactory,
+    IdTokenFactory,
+    OrganizationFactory,
+    SessionFactory,
+    default_tariff,
+    meter_value,
+    tariff,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def test_most_specific_tariff_wins():
+    org = OrganizationFactory()
+    connector = ConnectorFactory()
+    session = SessionFactory(connector=connector, id_token=IdTokenFactory(organization=org))
+    cp, site = connector.charge_point, connector.charge_point.site
+    steps = [
+        ("default", None, tariff("D")),
+        ("site", site, tariff("S")),
+        ("charge_point", cp, tariff("C")),
+        ("connector", connector, tariff("K")),
+        ("organization", org, tariff("O")),
+    ]
+    for scope, target, t in steps:
+        services.tariff_assign(tariff=t, scope=scope, target=target)
+        assert selectors.tariff_for_session(session=session) == t
+
+
+def test_other_targets_do_not_leak():
+    default = default_tariff(ocpi_id="D")
+    services.tariff_assign(tariff=tariff("OTHER"), scope="charge_point", target=ChargePointFactory())
+    services.tariff_assign(tariff=tariff("ORG"), scope="organization", target=OrganizationFactory())
+    assert selectors.tariff_for_session(session=SessionFactory()) == default
+
+
+def test_assigning_again_replaces():
+    site = ConnectorFactory().charge_point.site
+    services.tariff_assign(tariff=tariff("A"), scope="site", target=site)
+    second = services.tariff_assign(tariff=tariff("B"), scope="site", target=site)
+    assert second.tariff.ocpi_id == "B"
+    assert site.pk in [a.site_id for a in type(second).objects.all()]
+    assert type(second).objects.filter(scope="site").count() == 1
+
+
+def test_cdr_priced_with_readings_and_idempotent():
+    default_tariff(energy="0.30", vat="19")
+    session = SessionFactory(meter_stop_wh=22_300)
+    meter_value(session, session.started_at + timedelta(minutes=30), 11_000)
+    first = services.cdr_create_for_session(session_id=session.pk)
+    second = services.cdr_create_for_session(session_id=session.pk)
+    assert first.pk == second.pk
+    assert Cdr.objects.count() == 1
+    # 22.3 kWh x 0.30 = 6.69; VAT 19 % = 1.2711 → 1.27
+    assert (first.total_excl_vat, first.total_vat, first.total_incl_vat) == (
+        Decimal("6.69"),
+        Decimal("1.27"),
+        Decimal("7.96"),
+    )
+    assert first.energy_wh == 22_300
+    assert first.account.user == session.id_token.user
+    assert first.tariff_snapshot["elements"][0]["price_components"][0]["price"] == "0.300000"
+
+
+def test_one_cdr_per_session_is_enforced_by_the_database():
+    default_tariff()
+    cdr = services.cdr_create_for_session(session_id=SessionFactory().pk)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Cdr.objects.create(
+            session=cdr.session,
+            tariff_snapshot={},
+            pricing={},
+            charge_point_identity="x",
+            connector_id=1,
+            site_time_zone="UTC",
+            id_tag="x",
+            started_at=cdr.started_at,
+            stopped_at=cdr.stopped_at,
+            energy_wh=0,
+            total_energy_kwh=0,
+            total_time_hours=0,
+            total_parking_time_hours=0,
+            currency="EUR",
+            total_excl_vat=0,
+            total_vat=0,
+            total_incl_vat=0,
+        )
+
+
+def test_cdr_rows_cannot_be_updated():
+    default_tariff()
+    cdr = services.cdr_create_for_session(session_id=SessionFactory().pk)
+    with pytest.raises(IntegrityError, match="immutable"), transaction.atomic():
+        Cdr.objects.filter(pk=cdr.pk).update(total_excl_vat=Decimal("0.01"))
+
+
+def test_tariff_change_leaves_existing_cdr_alone():
+    t = default_tariff(energy="0.30")
+    cdr = services.cdr_create_for_session(session_id=SessionFactory().pk)
+    services.tariff_save_ocpi(
+        tariff=t,
+        data={
+            "id": t.ocpi_id,
+            "currency": "EUR",
+            "elements": [{"price_components": [{"type": "ENERGY", "price": 9}]}],
+        },
+    )
+    cdr.refresh_from_db()
+    assert cdr.total_excl_vat == Decimal("3.00")
+    assert cdr.tariff_snapshot["elements"][0]["price_components"][0]["price"] == "0.300000"
+
+
+def test_missing_unfinished_or_unpriced_sessions_end_quietly():
+    assert services.cdr_create_for_session(session_id=987654) is None
+    live = SessionFactory(status="active", stopped_at=None, meter_stop_wh=None)
+    default_tariff()
+    assert services.cdr_create_for_session(session_id=live.pk) is None
+    assert Cdr.objects.count() == 0
+
+
+def test_no_tariff_no_cdr():
+    assert services.cdr_create_for_session(session_id=SessionFactory().pk) is None
+
+
+def test_organization_token_bills_the_organization():
+    default_tariff()
+    org = OrganizationFactory()
+    cdr = services.cdr_create_for_session(
+        session_id=SessionFactory(id_token=IdTokenFactory(organization=org)).pk
+    )
+    assert cdr.account.organization == org
+    assert cdr.account.currency == "EUR"
+
+
+def test_live_estimate_uses_the_same_pricing():
+    default_tariff(energy="0.50", vat="20")
+    start = datetime.now(UTC) - timedelta(hours=1)
+    session = SessionFactory(status="active", started_at=start, stopped_at=None, meter_stop_wh=None)
+    meter_value(session, start + timedelta(minutes=30), 4_000)
+    estimate = services.session_cost_estimate(session=session)
+    # 4 kWh so far x 0.50 = 2.00; VAT 20 % = 0.40
+    assert estimate["energy_kwh"] == "4"
+    assert str(estimate["total_excl_vat"].amount) == "2.00"
+    assert estimate["total_incl_vat"].as_api() == {"amount": "2.40", "currency": "EUR"}
+
+
+def test_estimate_without_tariff_is_none():
+    assert services.session_cost_estimate(session=SessionFactory(status="active", stopped_at=None)) is None

@@ -1,0 +1,254 @@
+"""Billing cycles, gapless numbers, invoice states, payments and credit notes (services)."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import IntegrityError, transaction
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from billing import services
+from billing.choices import InvoiceStatus
+from billing.exceptions import InvalidTransition, PaymentRefused
+from billing.models import Cdr, CreditNote, Invoice, InvoiceLine
+from billing.periods import last_closed_period, period_containing
+from billing.tests.factories import (
+    IdTokenFactory,
+    OrganizationFactory,
+    SessionFactory,
+    account_for_org,
+    default_tariff,
+)
+from evcharge.core.errors import Conflict
+
+pytestmark = pytest.mark.django_db
+
+MARCH = datetime(2026, 3, 2, 10, tzinfo=UTC)
+
+
+def cdr_for(org, started_at=MARCH, wh=10_000) -> Cdr:
+    session = SessionFactory(
+        id_token=IdTokenFactory(organization=org), started_at=started_at, meter_stop_wh=wh
+    )
+    return services.cdr_create_for_session(session_id=session.pk)
+
+
+def test_periods_follow_the_account_calendar():
+    moment = datetime(2026, 3, 31, 23, 30, tzinfo=UTC)  # already April 1st in Berlin (CEST, +2)
+    assert period_containing("monthly", "Europe/Berlin", moment) == (
+        datetime(2026, 3, 31, 22, tzinfo=UTC),
+        datetime(2026, 4, 30, 22, tzinfo=UTC),
+    )
+    assert period_containing("weekly", "UTC", datetime(2026, 3, 4, tzinfo=UTC))[0] == datetime(
+        2026, 3, 2, tzinfo=UTC
+    )
+    assert last_closed_period("daily", "UTC", datetime(2026, 3, 4, 5, tzinfo=UTC)) == (
+        datetime(2026, 3, 3, tzinfo=UTC),
+        datetime(2026, 3, 4, tzinfo=UTC),
+    )
+
+
+def test_cycle_makes_one_invoice_per_account_with_gapless_numbers():
+    default_tariff(energy="0.30", vat="19")
+    orgs = [OrganizationFactory() for _ in range(3)]
+    for org in orgs:
+        account_for_org(org)
+    cdrs = [cdr_for(orgs[0]), cdr_for(orgs[0], wh=5_000), cdr_for(orgs[1])]
+    now = datetime(2026, 4, 1, 1, tzinfo=UTC)
+
+    result = services.billing_cycle_run(now=now)
+    again = services.billing_cycle_run(now=now)
+
+    assert len(result.invoices_created) == 2  # the third organization had nothing: no invoice
+    assert again.invoices_created == []
+    invoices = list(Invoice.objects.order_by("number"))
+    assert [i.number for i in invoices] == ["INV-2026-000001", "INV-2026-000002"]
+    first = Invoice.objects.get(account__organization=orgs[0])
+    # 10 kWh → 3.00 + VAT 0.57 = 3.57; 5 kWh → 1.50 + VAT 0.285 → 0.29 = 1.79; sums 4.50 / 0.86 / 5.36
+    assert (first.total_excl_vat, first.total_vat, first.total_incl_vat) == (
+        Decimal("4.50"),
+        Decimal("0.86"),
+        Decimal("5.36"),
+    )
+    assert first.status == InvoiceStatus.OPEN
+    assert first.period_start == datetime(2026, 3, 1, tzinfo=UTC)
+    assert first.vat_breakdown == [{"rate": "19", "base": "4.5000", "amount": "0.86"}]
+    assert set(first.lines.values_list("cdr_id", flat=True)) == {cdrs[0].pk, cdrs[1].pk}
+
+
+def test_late_cdr_lands_on_the_next_invoice_with_its_own_dates():
+    default_tariff()
+    org = OrganizationFactory()
+    account_for_org(org)
+    cdr_for(org)
+    services.billing_cycle_run(now=datetime(2026, 4, 1, 1, tzinfo=UTC))  # March invoiced
+    late = cdr_for(org, started_at=datetime(2026, 3, 30, 12, tzinfo=UTC))  # a March session, priced late
+    assert services.billing_cycle_run(now=datetime(2026, 4, 15, tzinfo=UTC)).invoices_created == []
+    services.billing_cycle_run(now=datetime(2026, 5, 1, 1, tzinfo=UTC))
+    april = Invoice.objects.get(period_start=datetime(2026, 4, 1, tzinfo=UTC))
+    assert list(april.lines.values_list("cdr_id", flat=True)) == [late.pk]
+    assert april.lines.get().cdr.stopped_at.month == 3
+
+
+def test_open_period_is_not_invoiced():
+    default_tariff()
+    org = OrganizationFactory()
+    account_for_org(org, period="daily")
+    cdr_for(org, started_at=datetime(2026, 3, 2, 10, tzinfo=UTC))
+    assert services.billing_cycle_run(now=datetime(2026, 3, 2, 23, tzinfo=UTC)).invoices_created == []
+    assert len(services.billing_cycle_run(now=datetime(2026, 3, 3, 0, 5, tzinfo=UTC)).invoices_created) == 1
+
+
+def test_other_currency_cdrs_stay_unbilled():
+    default_tariff(currency="JPY", energy="45")
+    org = OrganizationFactory()
+    account_for_org(org, currency="EUR")
+    cdr_for(org)
+    assert services.billing_cycle_run(now=datetime(2026, 4, 2, tzinfo=UTC)).invoices_created == []
+
+
+def test_database_refuses_a_second_invoice_or_a_cdr_twice():
+    default_tariff()
+    org = OrganizationFactory()
+    account_for_org(org)
+    cdr = cdr_for(org)
+    services.billing_cycle_run(now=datetime(2026, 4, 1, 1, tzinfo=UTC))
+    invoice = Invoice.objects.get()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Invoice.objects.create(
+            account=invoice.account,
+            period_start=invoice.period_start,
+            period_end=invoice.period_end,
+            currency="EUR",
+        )
+    other = Invoice.objects.create(
+        account=invoice.account,
+        period_start=invoice.period_end,
+        period_end=invoice.period_end + timedelta(days=30),
+        currency="EUR",
+    )
+    with pytest.raises(IntegrityError), transaction.atomic():
+        InvoiceLine.objects.create(invoice=other, cdr=cdr, total_excl_vat=0, total_vat=0, total_incl_vat=0)
+
+
+def issued_invoice(total_wh=10_000) -> Invoice:
+    default_tariff(energy="0.30", vat="19")
+    org = OrganizationFactory()
+    account_for_org(org)
+    cdr_for(org, wh=total_wh)
+    services.billing_cycle_run(now=datetime(2026, 4, 1, 1, tzinfo=UTC))
+    return Invoice.objects.get()
+
+
+def test_partial_then_full_payment_pays_the_invoice():
+    invoice = issued_invoice()  # 3.57 incl. VAT
+    services.payment_record(invoice=invoice, amount=Decimal("1.00"), reference="bank-1")
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.amount_due) == (InvoiceStatus.OPEN, Decimal("2.57"))
+    services.payment_record(invoice=invoice, amount=Decimal("1.00"), reference="bank-1")  # a replay
+    services.payment_record(invoice=invoice, amount=Decimal("2.57"), reference="bank-2")
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.PAID
+    assert invoice.payments.count() == 2
+    with pytest.raises(InvalidTransition):
+        services.payment_record(invoice=invoice, amount=Decimal("0.01"), reference="bank-3")
+
+
+@pytest.mark.parametrize(
+    ("amount", "reference"),
+    [
+        (Decimal("3.58"), "too-much"),
+        (Decimal("0"), "zero"),
+        (Decimal("1.005"), "sub-cent"),
+        (Decimal("2"), "bank-1"),
+    ],
+)
+def test_payments_refused(amount, reference):
+    invoice = issued_invoice()
+    services.payment_record(invoice=invoice, amount=Decimal("1.00"), reference="bank-1")
+    with pytest.raises(PaymentRefused):
+        services.payment_record(invoice=invoice, amount=amount, reference=reference)
+
+
+def test_mark_paid_and_transitions():
+    invoice = issued_invoice()
+    paid = services.invoice_mark_paid(invoice=invoice)
+    assert paid.status == InvoiceStatus.PAID
+    assert paid.amount_due == 0
+    with pytest.raises(InvalidTransition):
+        services.invoice_void(invoice=paid)
+
+
+def test_void_refused_after_payment_and_allowed_before():
+    invoice = issued_invoice()
+    services.payment_record(invoice=invoice, amount=Decimal("1.00"), reference="r")
+    with pytest.raises(InvalidTransition):
+        services.invoice_void(invoice=invoice)
+    invoice2 = Invoice.objects.create(
+        account=invoice.account,
+        period_start=invoice.period_end,
+        period_end=invoice.period_end + timedelta(days=30),
+        currency="EUR",
+    )
+    with pytest.raises(InvalidTransition):
+        services.invoice_void(invoice=invoice2)  # a draft is issued or left, never voided
+    services.invoice_issue(invoice=invoice2)
+    services.invoice_mark_uncollectible(invoice=invoice2)
+    assert services.invoice_void(invoice=invoice2).status == InvoiceStatus.VOID
+
+
+def test_credit_notes_never_exceed_the_cdr():
+    invoice = issued_invoice()
+    cdr = invoice.lines.get().cdr
+    note = services.credit_note_create(cdr=cdr, amount_excl_vat=Decimal("1.00"), reason="meter fault")
+    # 1.00 at 19 % → 0.19
+    assert (note.number, note.total_vat, note.total_incl_vat, note.invoice) == (
+        f"CN-{datetime.now(UTC).year}-000001",
+        Decimal("0.19"),
+        Decimal("1.19"),
+        invoice,
+    )
+    rest = services.credit_note_create(cdr=cdr, reason="goodwill")
+    assert rest.total_excl_vat == Decimal("2.00")
+    with pytest.raises(Conflict):
+        services.credit_note_create(cdr=cdr, amount_excl_vat=Decimal("0.01"), reason="too much")
+    cdr.refresh_from_db()
+    assert cdr.total_excl_vat == Decimal("3.00")  # the CDR itself never changes
+    assert CreditNote.objects.count() == 2
+
+
+# --- properties --------------------------------------------------------------------------
+
+session_energy = st.lists(
+    st.tuples(st.integers(0, 3), st.integers(0, 80_000), st.integers(0, 60)), min_size=1, max_size=12
+)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(session_energy, st.sampled_from(["EUR", "JPY", "KWD"]))
+def test_invoice_totals_are_sums_of_cdrs_and_no_cdr_is_billed_twice(sessions, currency):
+    """Random sessions over random accounts and days; several cycles over two months."""
+    with transaction.atomic():
+        default_tariff(currency=currency, energy={"EUR": "0.3456", "JPY": "47", "KWD": "0.0123"}[currency])
+        orgs = [OrganizationFactory() for _ in range(4)]
+        for org in orgs:
+            account_for_org(org, currency=currency, period="weekly")
+        for org_index, wh, day in sessions:
+            cdr_for(
+                orgs[org_index], started_at=datetime(2026, 3, 1, 8, tzinfo=UTC) + timedelta(days=day), wh=wh
+            )
+        for day in range(0, 70, 3):
+            services.billing_cycle_run(now=datetime(2026, 3, 1, tzinfo=UTC) + timedelta(days=day))
+
+        cdr_ids = list(InvoiceLine.objects.values_list("cdr_id", flat=True))
+        assert len(cdr_ids) == len(set(cdr_ids)) == Cdr.objects.count()  # all billed, none twice
+        for invoice in Invoice.objects.prefetch_related("lines__cdr"):
+            cdrs = [line.cdr for line in invoice.lines.all()]
+            assert invoice.total_excl_vat == sum(c.total_excl_vat for c in cdrs)
+            assert invoice.total_vat == sum(c.total_vat for c in cdrs)
+            assert invoice.total_incl_vat == sum(c.total_incl_vat for c in cdrs)
+            assert sum(Decimal(v["amount"]) for v in invoice.vat_breakdown) == invoice.total_vat
+        numbers = sorted(int(n.rsplit("-", 1)[1]) for n in Invoice.objects.values_list("number", flat=True))
+        assert numbers == list(range(1, len(numbers) + 1))
+        transaction.set_rollback(True)

@@ -1,0 +1,158 @@
+"""Billing tasks in real Celery worker processes on the real Redis broker and PostgreSQL.
+
+Concurrency is made to happen, not hoped for: the test holds row locks from its own database
+connections so that workers are caught at a known point (waiting on an account row, or on
+the invoice-number counter inside the issuing transaction), then lets go or kills them.
+"""
+
+import os
+import signal
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from billing.models import BillingAccount, Cdr, Invoice, InvoiceLine, NumberCounter
+from billing.tasks import billing_cycle_run
+from billing.tests.factories import (
+    IdTokenFactory,
+    OrganizationFactory,
+    SessionFactory,
+    account_for_org,
+    default_tariff,
+)
+from conftest import test_database_url
+from evcharge.celery import app as celery_app
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+MARCH = datetime(2026, 3, 2, 10, tzinfo=UTC)
+
+
+def wait_for(condition, timeout: float = 60, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def waiting_on_locks(conn: psycopg.Connection) -> int:
+    """Backends of the test database blocked on a row lock right now."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cur.fetchone()[0]
+
+
+def accounts_with_cdrs(n: int, per_account: int = 2) -> list[BillingAccount]:
+    default_tariff(energy="0.30", vat="19")
+    accounts = []
+    for _ in range(n):
+        org = OrganizationFactory()
+        accounts.append(account_for_org(org))
+        for k in range(per_account):
+            token = IdTokenFactory(organization=org)
+            SessionFactory(
+                id_token=token, started_at=MARCH.replace(hour=8 + k), meter_stop_wh=1_000 * (k + 1)
+            )
+    from billing import services
+    from chargers.models import ChargingSession
+
+    for session_id in ChargingSession.objects.values_list("pk", flat=True):
+        services.cdr_create_for_session(session_id=session_id)
+    return sorted(accounts, key=lambda a: a.pk)
+
+
+def assert_billed_exactly_once(accounts: list[BillingAccount]) -> None:
+    assert Invoice.objects.count() == len(accounts)
+    for account in accounts:
+        assert Invoice.objects.filter(account=account).count() == 1
+    cdr_ids = list(InvoiceLine.objects.values_list("cdr_id", flat=True))
+    assert sorted(cdr_ids) == sorted(Cdr.objects.values_list("pk", flat=True))
+    numbers = sorted(int(n.rsplit("-", 1)[1]) for n in Invoice.objects.values_list("number", flat=True))
+    assert numbers == list(range(1, len(accounts) + 1))
+    for invoice in Invoice.objects.all():
+        lines = list(invoice.lines.all())
+        assert invoice.total_incl_vat == sum(line.cdr.total_incl_vat for line in lines)
+
+
+def test_cdr_task_sent_by_name_is_idempotent(celery_worker_factory):
+    default_tariff(energy="0.30", vat="19")
+    session = SessionFactory(meter_stop_wh=22_300)
+    worker = celery_worker_factory()
+    results = [
+        celery_app.send_task(
+            "billing.tasks.cdr_price_session", kwargs={"session_id": session.pk}, queue=worker.queue
+        )
+        for _ in range(3)
+    ]
+    missing = celery_app.send_task(
+        "billing.tasks.cdr_price_session", kwargs={"session_id": 10**9}, queue=worker.queue
+    )
+    ids = {r.get(timeout=90) for r in results}
+    assert missing.get(timeout=90) is None  # a missing session ends quietly
+    cdr = Cdr.objects.get()
+    assert ids == {cdr.pk}
+    assert cdr.total_incl_vat == Decimal("7.96")
+
+
+def test_two_workers_running_the_same_cycle_make_one_invoice_each(celery_worker_factory):
+    accounts = accounts_with_cdrs(12)
+    workers = [celery_worker_factory(), celery_worker_factory()]
+    with psycopg.connect(test_database_url(), autocommit=False) as holder:
+        # Hold the first account so both cycles start and queue up behind it at once.
+        holder.execute("SELECT id FROM billing_billingaccount WHERE id = %s FOR UPDATE", [accounts[0].pk])
+        results = [billing_cycle_run.apply_async(queue=w.queue) for w in workers]
+        with psycopg.connect(test_database_url(), autocommit=True) as probe:
+            wait_for(lambda: waiting_on_locks(probe) >= 2, what="both workers blocked on the first account")
+        holder.rollback()
+    outcomes = [r.get(timeout=120) for r in results]
+    assert sum(len(o["invoices_created"]) for o in outcomes) == len(accounts)
+    assert_billed_exactly_once(accounts)
+
+
+def test_worker_killed_mid_cycle_loses_nothing_and_duplicates_nothing(celery_worker_factory):
+    accounts = accounts_with_cdrs(8)
+    sixth = accounts[5]
+    worker = celery_worker_factory(pool="solo")  # the task runs in the process we kill
+    account_lock = psycopg.connect(test_database_url(), autocommit=False)
+    counter_lock = psycopg.connect(test_database_url(), autocommit=False)
+    probe = psycopg.connect(test_database_url(), autocommit=True)
+    try:
+        account_lock.execute("SELECT id FROM billing_billingaccount WHERE id = %s FOR UPDATE", [sixth.pk])
+        billing_cycle_run.apply_async(queue=worker.queue)
+        # Five accounts are invoiced and committed; the worker waits for the sixth account.
+        wait_for(lambda: Invoice.objects.count() == 5 and waiting_on_locks(probe) == 1, what="five invoices")
+        # Take the number counter, then let the sixth account go: the worker writes the sixth
+        # invoice and its lines and blocks on the counter, inside its issuing transaction.
+        counter_lock.execute("SELECT id FROM billing_numbercounter FOR UPDATE")
+        account_lock.rollback()
+        wait_for(lambda: waiting_on_locks(probe) == 1, what="worker blocked on the counter")
+        time.sleep(0.5)
+        assert waiting_on_locks(probe) == 1
+
+        os.kill(worker.process.pid, signal.SIGKILL)
+        worker.process.wait(timeout=30)
+        counter_lock.rollback()
+        wait_for(lambda: waiting_on_locks(probe) == 0, what="the killed worker's transaction to end")
+    finally:
+        for conn in (account_lock, counter_lock, probe):
+            conn.close()
+
+    # Nothing half-written survived the kill: five whole invoices, the counter at five.
+    assert Invoice.objects.count() == 5
+    assert not Invoice.objects.filter(account=sixth).exists()
+    assert not InvoiceLine.objects.filter(cdr__account=sixth).exists()
+    assert NumberCounter.objects.get().last_number == 5
+
+    rerun = celery_worker_factory()
+    outcome = billing_cycle_run.apply_async(queue=rerun.queue).get(timeout=120)
+    assert len(outcome["invoices_created"]) == 3
+    assert billing_cycle_run.apply_async(queue=rerun.queue).get(timeout=120)["invoices_created"] == []
+    assert_billed_exactly_once(accounts)
