@@ -125,3 +125,12 @@ def test_an_online_charger_with_stale_status_is_asked_for_it(ocpp_server, settin
     assert (
         Connector.objects.get(pk=connector_pk).status == "Available"
     )  # the charger answered with its status
+
+
+def test_polling_is_on_the_beat_schedule(settings):
+    entry = settings.CELERY_BEAT_SCHEDULE["chargers.poll-status"]
+    assert entry["task"] == "chargers.tasks.poll_charger_status"
+    assert entry["schedule"].total_seconds() == 60
+    assert "evcharge.core.tasks.clear_expired_sessions" in {
+        e["task"] for e in settings.CELERY_BEAT_SCHEDULE.values()
+    }

@@ -15,3 +15,21 @@ OCPP_LOG_FLUSH_SECONDS = float(env_int("OCPP_LOG_FLUSH_MS", 1000)) / 1000
 OCPP_STATUS_STALE_SECONDS = env_int("OCPP_STATUS_STALE_SECONDS", 3600)
 OCPP_SESSION_SILENT_HOURS = env_int("OCPP_SESSION_SILENT_HOURS", 3)
 OCPP_AUTHORIZED_NOT_STARTED_SECONDS = env_int("OCPP_AUTHORIZED_NOT_STARTED_SECONDS", 300)
+
+# Periodic jobs of the charging network, added to the one schedule (see services.py).
+from datetime import timedelta  # noqa: E402
+
+from .services import CELERY_BEAT_SCHEDULE  # noqa: E402
+
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "chargers.poll-status": {
+            "task": "chargers.tasks.poll_charger_status",
+            "schedule": timedelta(seconds=env_int("OCPP_POLL_SECONDS", 60)),
+        },
+        "chargers.purge-ocpp-messages": {
+            "task": "chargers.tasks.purge_ocpp_messages",
+            "schedule": timedelta(hours=24),
+        },
+    }
+)
