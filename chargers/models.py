@@ -56,7 +56,14 @@ class Site(TimeStampedModel):
 class ChargePoint(TimeStampedModel):
     """A charger, known by its OCPP identity (the last path segment of its WebSocket URL)."""
 
-    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="charge_points")
+    site = models.ForeignKey(
+        Site,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="charge_points",
+        help_text="Empty while a charger waits in pending registration.",
+    )
     identity = models.CharField(max_length=48, unique=True, validators=[identity_validator])
     password_hash = models.CharField(
         max_length=255, blank=True, help_text="Hash of the charger's HTTP Basic password (profile 1/2)."
@@ -296,3 +303,29 @@ class AvailabilitySample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.charge_point_id} {self.day}: {self.online_samples}/{self.samples}"
+
+
+class TransactionAnomaly(models.Model):
+    """Something a charger sent about a transaction that the system could not apply as is.
+
+    Always answered on the wire, recorded here, and flagged for an operator to review:
+    a StopTransaction for an unknown id (or -1), meter values for an unknown transaction.
+    """
+
+    class Kind(models.TextChoices):
+        UNKNOWN_TRANSACTION_STOP = "unknown_stop", "StopTransaction for an unknown transaction"
+        UNKNOWN_TRANSACTION_METER = "unknown_meter", "MeterValues for an unknown transaction"
+
+    charge_point = models.ForeignKey(ChargePoint, on_delete=models.CASCADE, related_name="anomalies")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    transaction_id = models.IntegerField(null=True, blank=True)
+    payload = models.JSONField(default=dict)
+    resolved = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "transaction anomalies"
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} ({self.charge_point_id}, tx {self.transaction_id})"

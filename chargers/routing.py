@@ -1,3 +1,9 @@
 """WebSocket routes served by the ASGI (ocpp) process."""
 
-websocket_urlpatterns: list = []
+from django.urls import re_path
+
+from chargers.ocpp.consumer import OcppConsumer
+
+websocket_urlpatterns = [
+    re_path(r"^ocpp/(?P<identity>[A-Za-z0-9._:*+|@-]{1,48})/?$", OcppConsumer.as_asgi()),
+]

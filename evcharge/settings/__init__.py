@@ -7,4 +7,5 @@ from .accounts import *  # noqa: F403
 from .api import *  # noqa: F403
 from .base import *  # noqa: F403
 from .logs import *  # noqa: F403
+from .ocpp import *  # noqa: F403
 from .services import *  # noqa: F403
