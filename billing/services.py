@@ -403,6 +403,20 @@ def invoice_mark_uncollectible(*, invoice: Invoice) -> Invoice:
     return invoice
 
 
+def payment_check(*, invoice: Invoice, amount: Decimal) -> None:
+    """Raise the reason ``amount`` cannot be paid on ``invoice`` as it is now (forms use it too)."""
+    if not isinstance(amount, Decimal) or amount <= 0:
+        raise PaymentRefused("the amount must be positive")
+    if round_half_up(amount, invoice.currency) != amount:
+        raise PaymentRefused(f"{invoice.currency} amounts have at most its minor unit of decimals")
+    if invoice.status not in PAYABLE_STATES:
+        raise InvalidTransition(f"a {invoice.status} invoice takes no payments")
+    if amount > invoice.amount_due:
+        raise PaymentRefused(
+            "the amount is more than what is due", details={"amount_due": str(invoice.amount_due)}
+        )
+
+
 @transaction.atomic
 def payment_record(
     *,
@@ -425,16 +439,7 @@ def payment_record(
         if previous.amount != amount:
             raise PaymentRefused("this reference was already recorded with another amount")
         return previous
-    if not isinstance(amount, Decimal) or amount <= 0:
-        raise PaymentRefused("the amount must be positive")
-    if round_half_up(amount, invoice.currency) != amount:
-        raise PaymentRefused(f"{invoice.currency} amounts have at most its minor unit of decimals")
-    if invoice.status not in PAYABLE_STATES:
-        raise InvalidTransition(f"a {invoice.status} invoice takes no payments")
-    if amount > invoice.amount_due:
-        raise PaymentRefused(
-            "the amount is more than what is due", details={"amount_due": str(invoice.amount_due)}
-        )
+    payment_check(invoice=invoice, amount=amount)
     payment = Payment.objects.create(
         invoice=invoice,
         amount=amount,

@@ -156,3 +156,25 @@ def test_worker_killed_mid_cycle_loses_nothing_and_duplicates_nothing(celery_wor
     assert len(outcome["invoices_created"]) == 3
     assert billing_cycle_run.apply_async(queue=rerun.queue).get(timeout=120)["invoices_created"] == []
     assert_billed_exactly_once(accounts)
+
+
+def test_pdf_task_renders_into_the_default_storage(celery_worker_factory):
+    from django.core.files.storage import default_storage
+
+    from billing import services
+    from billing.tasks import invoice_render_pdf
+
+    accounts = accounts_with_cdrs(1, per_account=1)
+    services.billing_cycle_run(now=datetime(2026, 4, 1, 1, tzinfo=UTC))
+    invoice = Invoice.objects.get(account=accounts[0])
+    worker = celery_worker_factory()
+    name = invoice_render_pdf.apply_async(kwargs={"invoice_id": invoice.pk}, queue=worker.queue).get(
+        timeout=90
+    )
+    try:
+        invoice.refresh_from_db()
+        assert name == invoice.pdf.name == f"invoices/2026/{invoice.number}.pdf"
+        with default_storage.open(name, "rb") as handle:
+            assert handle.read(4) == b"%PDF"
+    finally:
+        default_storage.delete(name)

@@ -1,0 +1,176 @@
+"""The billing back office through Django's test client, as an operator uses it."""
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+
+from billing import services
+from billing.choices import InvoiceStatus
+from billing.models import Cdr, CreditNote, Invoice, Payment, Tariff
+from billing.tests.factories import (
+    IdTokenFactory,
+    OrganizationFactory,
+    SessionFactory,
+    UserFactory,
+    account_for_org,
+    default_tariff,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def operator(client):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    return client
+
+
+def invoices(n: int = 2) -> list[Invoice]:
+    default_tariff(energy="0.30", vat="19")
+    for _ in range(n):
+        org = OrganizationFactory()
+        account_for_org(org)
+        services.cdr_create_for_session(
+            session_id=SessionFactory(id_token=IdTokenFactory(organization=org)).pk
+        )
+    services.billing_cycle_run(now=datetime(2026, 4, 1, 1, tzinfo=UTC))
+    return list(Invoice.objects.order_by("pk"))
+
+
+def test_pages_open(operator):
+    invoice = invoices(1)[0]
+    cdr = Cdr.objects.get()
+    tariff = Tariff.objects.get()
+    for url in [
+        reverse("admin:billing_tariff_changelist"),
+        reverse("admin:billing_tariff_change", args=[tariff.pk]),
+        reverse("admin:billing_tariff_add"),
+        reverse("admin:billing_cdr_changelist"),
+        reverse("admin:billing_cdr_change", args=[cdr.pk]),
+        reverse("admin:billing_invoice_changelist"),
+        reverse("admin:billing_invoice_change", args=[invoice.pk]),
+        reverse("admin:billing_payment_add"),
+        reverse("admin:billing_billingaccount_changelist"),
+        reverse("admin:billing_tariffassignment_add"),
+    ]:
+        assert operator.get(url).status_code == 200, url
+    page = operator.get(reverse("admin:billing_invoice_changelist")).content.decode()
+    assert "Run billing now" in page
+    assert f"{invoice.number}.pdf" in page
+
+
+def test_cdrs_are_read_only(operator):
+    invoices(1)
+    cdr = Cdr.objects.get()
+    assert (
+        operator.post(reverse("admin:billing_cdr_change", args=[cdr.pk]), {"id_tag": "x"}).status_code == 403
+    )
+    assert operator.get(reverse("admin:billing_cdr_add")).status_code == 403
+
+
+def test_price_an_example_session(operator):
+    # 17:00 local boundary: 0.40 after, 0.30 before; 15:00-17:00 UTC = 16:00-18:00 Berlin, 20 kWh
+    tariff = services.tariff_save_ocpi(
+        data={
+            "id": "TOD",
+            "currency": "EUR",
+            "elements": [
+                {
+                    "price_components": [{"type": "ENERGY", "price": "0.40"}],
+                    "restrictions": {"start_time": "17:00"},
+                },
+                {"price_components": [{"type": "ENERGY", "price": "0.30"}]},
+            ],
+        }
+    )
+    url = reverse("admin:billing_tariff_preview", args=[tariff.pk])
+    response = operator.post(
+        url,
+        {
+            "started_at": "2026-03-02 15:00",
+            "charging_minutes": 120,
+            "parking_minutes": 0,
+            "energy_kwh": "20",
+            "time_zone": "Europe/Berlin",
+        },
+    )
+    assert response.status_code == 200
+    assert response.context["result"]["total_excl_vat"] == "7.00"  # 10 x 0.30 + 10 x 0.40
+
+
+def test_tariff_with_elements_is_created_in_the_admin(operator):
+    prefix = "elements"
+    data = {
+        "ocpi_id": "ADMIN-1",
+        "currency": "EUR",
+        "country_code": "DE",
+        "party_id": "EVC",
+        "alt_text": "[]",
+        f"{prefix}-TOTAL_FORMS": "1",
+        f"{prefix}-INITIAL_FORMS": "0",
+        f"{prefix}-MIN_NUM_FORMS": "1",
+        f"{prefix}-MAX_NUM_FORMS": "1000",
+        f"{prefix}-0-position": "0",
+        f"{prefix}-0-energy_price": "0.35",
+        f"{prefix}-0-energy_vat": "19",
+        f"{prefix}-0-energy_step_size": "1",
+        f"{prefix}-0-time_step_size": "1",
+        f"{prefix}-0-parking_time_step_size": "1",
+        f"{prefix}-0-flat_step_size": "1",
+        f"{prefix}-0-day_of_week": '["SATURDAY"]',
+    }
+    response = operator.post(reverse("admin:billing_tariff_add"), data)
+    assert response.status_code == 302, response.context["errors"] if response.context else response
+    element = Tariff.objects.get(ocpi_id="ADMIN-1").elements.get()
+    assert (element.energy_price, element.day_of_week) == (Decimal("0.35"), ["SATURDAY"])
+
+    bad = {**data, "ocpi_id": "ADMIN-2", f"{prefix}-0-day_of_week": '["FUNDAY"]'}
+    assert operator.post(reverse("admin:billing_tariff_add"), bad).status_code == 200
+    assert not Tariff.objects.filter(ocpi_id="ADMIN-2").exists()
+
+
+def test_mark_paid_and_void_actions(operator):
+    first, second = invoices(2)
+    changelist = reverse("admin:billing_invoice_changelist")
+    operator.post(changelist, {"action": "mark_paid", "_selected_action": [first.pk]})
+    operator.post(changelist, {"action": "void", "_selected_action": [first.pk, second.pk]})
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.status == InvoiceStatus.PAID  # paid invoices cannot be voided
+    assert second.status == InvoiceStatus.VOID
+    assert Payment.objects.get().amount == first.total_incl_vat
+
+
+def test_payment_recorded_through_the_admin(operator):
+    invoice = invoices(1)[0]
+    url = reverse("admin:billing_payment_add")
+    form = {
+        "invoice": invoice.pk,
+        "method": "bank_transfer",
+        "reference": "SEPA-9",
+        "received_at_0": "2026-04-02",
+        "received_at_1": "10:00",
+    }
+    too_much = operator.post(url, {**form, "amount": str(invoice.total_incl_vat + 1)})
+    assert too_much.status_code == 200
+    assert Payment.objects.count() == 0
+    assert operator.post(url, {**form, "amount": "1.00"}).status_code == 302
+    invoice.refresh_from_db()
+    assert invoice.amount_paid == Decimal("1.00")
+
+
+def test_credit_in_full_action(operator):
+    invoices(1)
+    cdr = Cdr.objects.get()
+    operator.post(
+        reverse("admin:billing_cdr_changelist"), {"action": "credit_in_full", "_selected_action": [cdr.pk]}
+    )
+    assert CreditNote.objects.get().total_excl_vat == cdr.total_excl_vat
+
+
+def test_run_billing_now_queues_the_cycle(operator):
+    response = operator.post(reverse("admin:billing_invoice_run_billing"), follow=True)
+    assert response.status_code == 200
+    assert "Billing run queued" in response.content.decode()
