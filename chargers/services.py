@@ -31,6 +31,7 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from accounts.models import IdToken
+from accounts.services import id_token_authorization
 from chargers import live
 from chargers.choices import ConnectorStatus, RegistrationStatus, SessionStatus
 from chargers.models import (
@@ -356,16 +357,14 @@ def connector_status_record(
 # --- authorization --------------------------------------------------------------------
 
 
-def id_tag_status(*, id_tag: str, at: datetime | None = None) -> tuple[str, IdToken | None]:
-    """OCPP AuthorizationStatus for an idTag: Accepted, Blocked, Expired, Invalid (unknown),
+def id_tag_status(*, id_tag: str) -> tuple[str, IdToken | None]:
+    """OCPP AuthorizationStatus for an idTag (``accounts.services.id_token_authorization``),
     or ConcurrentTx when the token is already in a running session."""
-    token = IdToken.objects.filter(uid=id_tag).first()
-    if token is None:
-        return "Invalid", None
-    status = token.effective_status(at)
+    status = id_token_authorization(id_tag=id_tag)
+    token = IdToken.objects.filter(uid__iexact=id_tag).first()
     if (
         status == IdToken.Status.ACCEPTED
-        and ChargingSession.objects.filter(id_tag=id_tag, status=SessionStatus.ACTIVE).exists()
+        and ChargingSession.objects.filter(id_tag__iexact=id_tag, status=SessionStatus.ACTIVE).exists()
     ):
         return "ConcurrentTx", token
     return status, token
@@ -453,7 +452,7 @@ def _session_create(
 ) -> StartResult:
     connector, _ = Connector.objects.get_or_create(charge_point_id=charge_point_id, connector_id=connector_id)
     connector = Connector.objects.select_for_update().get(pk=connector.pk)
-    status, token = id_tag_status(id_tag=id_tag, at=started_at)
+    status, token = id_tag_status(id_tag=id_tag)
     busy = ChargingSession.objects.filter(connector=connector, status=SessionStatus.ACTIVE).first()
     if busy is not None:
         status = "ConcurrentTx"
