@@ -353,7 +353,7 @@ async def run_charger(
                     await asyncio.sleep(boot.interval or 60)
                     continue
                 heartbeat = boot.interval if boot.status == "Accepted" and not heartbeat else heartbeat or 60
-                for connector in range(1, behaviour.connectors + 1):
+                for connector in range(0, behaviour.connectors + 1):  # 0: the charger itself
                     await charger.status(connector, "Available")
                 started = asyncio.get_running_loop().time()
                 beats = asyncio.create_task(_heartbeats(charger, heartbeat))
@@ -388,5 +388,6 @@ async def _sessions(
 ) -> None:
     await asyncio.sleep(random.uniform(0, idle))  # noqa: S311
     while not stop.is_set() and id_tags:
-        await charger.charge(connector, random.choice(id_tags), seconds)  # noqa: S311
+        # one tag per connector, so a charger's two connectors never charge with the same card
+        await charger.charge(connector, id_tags[(connector - 1) % len(id_tags)], seconds)  # noqa: S311
         await asyncio.sleep(idle)

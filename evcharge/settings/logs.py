@@ -28,5 +28,7 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "celery": {"level": LOG_LEVEL},
+        # the ocpp library logs every frame at INFO; frames are in the OCPP message log instead
+        "ocpp": {"level": "WARNING"},
     },
 }

@@ -33,3 +33,8 @@ CELERY_BEAT_SCHEDULE.update(
         },
     }
 )
+
+# `make run` also starts the simulator, so a newcomer sees live statuses and sessions.
+RUNPLATFORM_EXTRA_PROCESSES = {
+    "simulator": ["simulate_chargers", "--demo", "--session-seconds", "90", "--idle-seconds", "20"],
+}
