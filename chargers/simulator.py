@@ -389,5 +389,5 @@ async def _sessions(
     await asyncio.sleep(random.uniform(0, idle))  # noqa: S311
     while not stop.is_set() and id_tags:
         # one tag per connector, so a charger's two connectors never charge with the same card
-        await charger.charge(connector, id_tags[(connector - 1) % len(id_tags)], seconds)  # noqa: S311
+        await charger.charge(connector, id_tags[(connector - 1) % len(id_tags)], seconds)
         await asyncio.sleep(idle)
