@@ -10,6 +10,9 @@ slow hash would only add ~50 ms to every partner request. The HMAC key (a settin
 the database) means a stolen database dump alone cannot even test a guess. Comparison is
 constant-time.
 
+Scopes are enforced twice: here, for every view whatever its ``permission_classes``, and by
+``accounts.permissions.ApiKeyScopePermission``.
+
 Last use is recorded at most once a minute per key (``API_KEY_LAST_USED_EVERY`` seconds): an
 atomic ``cache.add`` decides which request writes, so busy keys cost no extra DB write per call.
 """
@@ -106,8 +109,19 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         api_key = api_key_for(key)
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid, revoked or expired API key.")
+        self.check_scope(request, api_key)
         record_use(api_key)
         return ApiKeyUser(api_key), api_key
+
+    @staticmethod
+    def check_scope(request, api_key) -> None:
+        """Scopes are checked here as well as by ``ApiKeyScopePermission``: a view that sets its
+        own ``permission_classes`` must not open itself to every key by accident."""
+        from accounts.permissions import view_allows_key
+
+        view = (getattr(request, "parser_context", None) or {}).get("view")
+        if view is not None and not view_allows_key(view, request.method, api_key):
+            raise exceptions.PermissionDenied("This API key's scopes do not allow this call.")
 
     def authenticate_header(self, request) -> str:
         return KEYWORD

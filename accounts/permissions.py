@@ -19,16 +19,22 @@ def key_allows(api_key: ApiKey, area: str, write: bool) -> bool:
     return not write and f"{area}:read" in scopes
 
 
+def view_allows_key(view, method: str, api_key: ApiKey) -> bool:
+    """Whether ``view`` (a view instance or class) may be called with ``api_key`` by ``method``."""
+    permission_classes = getattr(view, "permission_classes", ())
+    if any(isinstance(p, type) and issubclass(p, IsPerson) for p in permission_classes):
+        return False
+    area = getattr(view, "api_area", None)
+    return area is not None and key_allows(api_key, area, write=method.upper() not in SAFE_METHODS)
+
+
 class ApiKeyScopePermission(BasePermission):
     message = "This API key's scopes do not allow this call."
 
     def has_permission(self, request, view) -> bool:
         if not isinstance(request.auth, ApiKey):
             return True
-        area = getattr(view, "api_area", None)
-        if area is None:
-            return False
-        return key_allows(request.auth, area, write=request.method not in SAFE_METHODS)
+        return view_allows_key(view, request.method, request.auth)
 
 
 class IsPerson(BasePermission):

@@ -25,16 +25,16 @@ Each model an API exposes declares how it relates to a tenant, once, with :func:
         organization="account__organization",  # lookup path to the owning Organization (or None)
     )
 
-- ``user`` and ``organization`` are ORM lookup paths from the model to the owning
-  ``accounts.User`` / ``accounts.Organization`` (``"pk"`` when the model *is* the
-  organization). A row is visible when either path leads to the actor.
+- ``user`` and ``organization`` are ORM lookup paths (or tuples of them) from the model to the
+  owning ``accounts.User`` / ``accounts.Organization`` (``"pk"`` when the model *is* the
+  organization). A row is visible when any path leads to the actor.
 - Neither path: only operators see the rows (logs, back-office tables).
 - ``public=True``: every authenticated caller may *read* all rows (the charger catalogue
   drivers search). Writes are still for the view's permissions to allow.
 
 Put the call at the bottom of your app's ``models.py`` (or in ``AppConfig.ready``). The
-registrations for ``chargers`` models live at the end of this module, so the chargers app
-needs no code of its own; change them here when its models change.
+registrations for ``chargers`` and ``billing`` models live at the end of this module, so those
+apps need no code of their own; change them here when their models change.
 
 A model that is not registered makes :func:`scope_queryset` raise ``ImproperlyConfigured``:
 an unscoped view fails closed, loudly, instead of leaking.
@@ -65,9 +65,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class TenantPaths:
-    user: str | None = None
-    organization: str | None = None
+    user: tuple[str, ...] = ()
+    organization: tuple[str, ...] = ()
     public: bool = False
+
+
+def _paths(value: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 _registry: dict[str, TenantPaths] = {}
@@ -76,8 +82,8 @@ _registry: dict[str, TenantPaths] = {}
 def register(
     model: str | type[Model],
     *,
-    user: str | None = None,
-    organization: str | None = None,
+    user: str | tuple[str, ...] | None = None,
+    organization: str | tuple[str, ...] | None = None,
     public: bool = False,
 ) -> None:
     """Declare how ``model`` (a class or ``"app_label.ModelName"``) belongs to a tenant.
@@ -86,7 +92,7 @@ def register(
     it is a programming error and raises.
     """
     label = model.lower() if isinstance(model, str) else model._meta.label_lower
-    paths = TenantPaths(user=user, organization=organization, public=public)
+    paths = TenantPaths(user=_paths(user), organization=_paths(organization), public=public)
     existing = _registry.get(label)
     if existing is not None and existing != paths:
         raise ImproperlyConfigured(f"{label} is already registered for scoping as {existing}.")
@@ -223,13 +229,15 @@ def scope_queryset(queryset: QuerySet, actor: Actor) -> QuerySet:
     if actor.is_operator or paths.public:
         return queryset
     condition = Q()
-    if paths.user and actor.user is not None:
-        condition |= Q(**{paths.user: actor.user.pk})
-    if paths.organization and actor.admin_organization_ids:
-        condition |= Q(**{f"{paths.organization}__in": actor.admin_organization_ids})
+    if actor.user is not None:
+        for path in paths.user:
+            condition |= Q(**{path: actor.user.pk})
+    if actor.admin_organization_ids:
+        for path in paths.organization:
+            condition |= Q(**{f"{path}__in": actor.admin_organization_ids})
     if not condition:
         return queryset.none()
-    crosses = any(_crosses_many(model, p) for p in (paths.user, paths.organization) if p)
+    crosses = any(_crosses_many(model, p) for p in (*paths.user, *paths.organization))
     if crosses:
         # Joins through a to-many relation repeat rows: filter by a semi-join instead.
         return queryset.filter(pk__in=model._base_manager.filter(condition).values("pk"))
@@ -282,3 +290,23 @@ register(
 register("chargers.ChargerCommand", user="requested_by")
 register("chargers.OcppMessage")  # operators only
 register("chargers.AvailabilitySample")  # operators only
+
+# billing: an account belongs to a driver or an organization; a CDR also to the driver whose
+# token charged; tariffs are a catalogue; assignments and runs are back office.
+register("billing.BillingAccount", user="user", organization="organization")
+register(
+    "billing.Cdr",
+    user=("account__user", "session__id_token__user"),
+    organization="account__organization",
+)
+register("billing.Invoice", user="account__user", organization="account__organization")
+register("billing.InvoiceLine", user="invoice__account__user", organization="invoice__account__organization")
+register("billing.Payment", user="invoice__account__user", organization="invoice__account__organization")
+register(
+    "billing.CreditNote",
+    user=("cdr__account__user", "cdr__session__id_token__user"),
+    organization="cdr__account__organization",
+)
+register("billing.Tariff", public=True)
+register("billing.TariffElement", public=True)
+register("billing.TariffAssignment")  # operators only

@@ -302,6 +302,9 @@ class Cdr(models.Model):
     total_excl_vat = models.DecimalField(**AMOUNT)
     total_vat = models.DecimalField(**AMOUNT)
     total_incl_vat = models.DecimalField(**AMOUNT)
+    vat_breakdown = models.JSONField(
+        default=list, help_text='[{"rate", "base", "amount"}] as in pricing["vat"]'
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

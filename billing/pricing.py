@@ -374,10 +374,12 @@ def _breakpoints(
     duration = Fraction(_micros(stopped_at - started_at), 10**6)
     cuts: set[Fraction] = {Fraction(0), duration}
     cuts.update(t for t, _ in curve.points)
-    times_of_day = {time(0)}
+    times_of_day: set[time] = set()
     for element in tariff.elements:
         r = element.restrictions
         times_of_day.update(t for t in (r.start_time, r.end_time) if t is not None)
+        if r.start_date is not None or r.end_date is not None or r.day_of_week:
+            times_of_day.add(time(0))  # dates and weekdays change at local midnight
         for seconds in (r.min_duration, r.max_duration):
             if seconds is not None:
                 cuts.add(Fraction(seconds))
@@ -386,14 +388,16 @@ def _breakpoints(
                 at = curve.time_reaching(_frac(kwh) * 1000)
                 if at is not None:
                     cuts.add(at)
-    first_day = started_at.astimezone(zone).date() - timedelta(days=1)
-    last_day = stopped_at.astimezone(zone).date() + timedelta(days=1)
-    day = first_day
-    while day <= last_day:
-        for moment in times_of_day:
-            local = datetime.combine(day, moment, tzinfo=zone)
-            cuts.add(Fraction(_micros(local.astimezone(UTC) - started_at), 10**6))
-        day += timedelta(days=1)
+    if times_of_day:
+        duration_us = _micros(stopped_at - started_at)
+        day = started_at.astimezone(zone).date() - timedelta(days=1)
+        last_day = stopped_at.astimezone(zone).date() + timedelta(days=1)
+        while day <= last_day:
+            for moment in times_of_day:
+                offset = _micros(datetime.combine(day, moment, tzinfo=zone).astimezone(UTC) - started_at)
+                if 0 < offset < duration_us:
+                    cuts.add(Fraction(offset, 10**6))
+            day += timedelta(days=1)
     return sorted(c for c in cuts if 0 <= c <= duration)
 
 

@@ -39,6 +39,37 @@ def tariff_for_session(*, session) -> Tariff | None:
     return None
 
 
+def tariff_resolver():
+    """``tariff_for_session`` for many sessions: loads every assignment once, then resolves in memory."""
+    by_scope: dict[str, dict[int | None, Tariff]] = {scope: {} for scope in SCOPE_PRECEDENCE}
+    target = {
+        AssignmentScope.ORGANIZATION: "organization_id",
+        AssignmentScope.CONNECTOR: "connector_id",
+        AssignmentScope.CHARGE_POINT: "charge_point_id",
+        AssignmentScope.SITE: "site_id",
+    }
+    for assignment in TariffAssignment.objects.select_related("tariff"):
+        key = getattr(assignment, target[assignment.scope]) if assignment.scope in target else None
+        by_scope[assignment.scope][key] = assignment.tariff
+
+    def resolve(session) -> Tariff | None:
+        token = session.id_token
+        keys = {
+            AssignmentScope.ORGANIZATION: token.organization_id if token is not None else None,
+            AssignmentScope.CONNECTOR: session.connector_id,
+            AssignmentScope.CHARGE_POINT: session.charge_point_id,
+            AssignmentScope.SITE: session.charge_point.site_id,
+            AssignmentScope.DEFAULT: None,
+        }
+        for scope in SCOPE_PRECEDENCE:
+            key = keys[scope]
+            if (key is not None or scope == AssignmentScope.DEFAULT) and key in by_scope[scope]:
+                return by_scope[scope][key]
+        return None
+
+    return resolve
+
+
 def session_time_zone(*, session) -> str:
     site = session.charge_point.site
     return site.time_zone if site is not None else "UTC"
@@ -60,7 +91,19 @@ def cdrs_unbilled_for(*, account: BillingAccount, before: datetime) -> QuerySet[
     return (
         Cdr.objects.filter(account=account, currency=account.currency, stopped_at__lt=before)
         .exclude(Exists(InvoiceLine.objects.filter(cdr=OuterRef("pk"))))
+        .only("pk", "currency", "total_excl_vat", "total_vat", "total_incl_vat", "vat_breakdown")
         .order_by("stopped_at", "pk")
+    )
+
+
+def sessions_without_cdr(*, stopped_before: datetime) -> QuerySet:
+    """Finished sessions that have no CDR yet (the safety net for a lost pricing message)."""
+    from chargers.models import ChargingSession
+
+    return (
+        ChargingSession.objects.filter(stopped_at__isnull=False, stopped_at__lt=stopped_before)
+        .exclude(Exists(Cdr.objects.filter(session_id=OuterRef("pk"))))
+        .order_by("pk")
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -17,7 +18,7 @@ from typing import Any
 from django.core.files.base import ContentFile
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import Exists, OuterRef, Sum
 from django.utils import timezone
 
 from billing import selectors
@@ -44,7 +45,7 @@ from billing.models import (
 )
 from billing.ocpi import OcpiError, element_columns, tariff_from_ocpi, tariff_to_ocpi
 from billing.periods import last_closed_period
-from billing.pricing import PricedSession, PricingError, price_session
+from billing.pricing import PricedSession, PricingError, Reading, price_session
 from evcharge.core.errors import Conflict
 from evcharge.core.money import round_half_up
 
@@ -189,6 +190,35 @@ def billing_account_for_session(*, session, currency: str) -> BillingAccount | N
     return None
 
 
+def _cdr_row(*, session, tariff: Tariff, snapshot: dict, priced: PricedSession, account) -> Cdr:
+    pricing = priced.as_json()
+    return Cdr(
+        session=session,
+        account=account,
+        tariff=tariff,
+        tariff_snapshot=snapshot,
+        pricing=pricing,
+        charge_point_identity=session.charge_point.identity,
+        connector_id=session.connector.connector_id,
+        site_time_zone=selectors.session_time_zone(session=session),
+        id_tag=session.id_tag,
+        started_at=session.started_at,
+        stopped_at=priced.stopped_at,
+        energy_wh=int((priced.energy_kwh * 1000).to_integral_value(ROUND_HALF_UP)),
+        total_energy_kwh=Decimal(pricing["total_energy_kwh"]),
+        total_time_hours=Decimal(pricing["total_time_hours"]),
+        total_parking_time_hours=Decimal(pricing["total_parking_time_hours"]),
+        currency=priced.currency,
+        total_excl_vat=priced.total_excl.amount,
+        total_vat=priced.total_vat.amount,
+        total_incl_vat=priced.total_incl.amount,
+        vat_breakdown=pricing["vat"],
+    )
+
+
+SESSION_RELATED = ("charge_point__site", "connector", "id_token__organization", "id_token__user")
+
+
 def cdr_create_for_session(*, session_id: int) -> Cdr | None:
     """Price a completed session and store its CDR, once.
 
@@ -200,13 +230,7 @@ def cdr_create_for_session(*, session_id: int) -> Cdr | None:
     existing = Cdr.objects.filter(session_id=session_id).first()
     if existing is not None:
         return existing
-    session = (
-        ChargingSession.objects.select_related(
-            "charge_point__site", "connector", "id_token__organization", "id_token__user"
-        )
-        .filter(pk=session_id)
-        .first()
-    )
+    session = ChargingSession.objects.select_related(*SESSION_RELATED).filter(pk=session_id).first()
     if session is None:
         logger.info("cdr: session %s does not exist", session_id)
         return None
@@ -223,37 +247,91 @@ def cdr_create_for_session(*, session_id: int) -> Cdr | None:
     except PricingError:
         logger.exception("cdr: session %s cannot be priced", session_id)
         return None
-    pricing = priced.as_json()
     try:
         with transaction.atomic():
             account = billing_account_for_session(session=session, currency=priced.currency)
-            return Cdr.objects.create(
-                session=session,
-                account=account,
-                tariff=tariff,
-                tariff_snapshot=snapshot,
-                pricing=pricing,
-                charge_point_identity=session.charge_point.identity,
-                connector_id=session.connector.connector_id,
-                site_time_zone=selectors.session_time_zone(session=session),
-                id_tag=session.id_tag,
-                started_at=session.started_at,
-                stopped_at=priced.stopped_at,
-                energy_wh=int((priced.energy_kwh * 1000).to_integral_value(ROUND_HALF_UP)),
-                total_energy_kwh=Decimal(pricing["total_energy_kwh"]),
-                total_time_hours=Decimal(pricing["total_time_hours"]),
-                total_parking_time_hours=Decimal(pricing["total_parking_time_hours"]),
-                currency=priced.currency,
-                total_excl_vat=priced.total_excl.amount,
-                total_vat=priced.total_vat.amount,
-                total_incl_vat=priced.total_incl.amount,
-            )
+            cdr = _cdr_row(session=session, tariff=tariff, snapshot=snapshot, priced=priced, account=account)
+            cdr.save(force_insert=True)
+            return cdr
     except IntegrityError:
         # Another worker stored it between our check and our insert: theirs is the CDR.
         existing = Cdr.objects.filter(session_id=session_id).first()
         if existing is None:
             raise
         return existing
+
+
+def cdrs_create_for_sessions(*, session_ids: list[int]) -> int:
+    """Price many finished sessions at once: set-based loads, one bulk insert. Returns CDRs written.
+
+    Same rules and engine as :func:`cdr_create_for_session`; sessions that have a CDR, are not
+    finished or have no tariff are skipped. Idempotent under concurrency: the insert skips a
+    session another worker priced meanwhile (``ON CONFLICT DO NOTHING`` on the session key).
+    """
+    from chargers.models import ChargingSession, MeterValue
+
+    sessions = list(
+        ChargingSession.objects.filter(pk__in=session_ids, stopped_at__isnull=False)
+        .exclude(Exists(Cdr.objects.filter(session_id=OuterRef("pk"))))
+        .select_related(*SESSION_RELATED)
+        .order_by("pk")
+    )
+    if not sessions:
+        return 0
+    readings: dict[int, list[Reading]] = defaultdict(list)
+    rows = MeterValue.objects.filter(
+        session_id__in=[s.pk for s in sessions], measurand=selectors.ENERGY_REGISTER, phase=""
+    ).values_list("session_id", "timestamp", "value")
+    for session_id, timestamp, value in rows:
+        readings[session_id].append(Reading(timestamp, value))
+    resolve = selectors.tariff_resolver()
+    engines: dict[int, tuple[dict, Any]] = {}
+    cdrs = []
+    for session in sessions:
+        tariff = resolve(session)
+        if tariff is None:
+            continue
+        if tariff.pk not in engines:
+            snapshot = _json_safe(tariff_ocpi(tariff=tariff))
+            engines[tariff.pk] = (snapshot, tariff_from_ocpi(snapshot))
+        snapshot, engine = engines[tariff.pk]
+        session_readings = readings.get(session.pk, [])
+        if session.meter_stop_wh is not None and session.meter_stop_wh >= 0:
+            session_readings = [
+                *session_readings,
+                Reading(session.stopped_at, Decimal(session.meter_stop_wh)),
+            ]
+        try:
+            priced = price_session(
+                tariff=engine,
+                started_at=session.started_at,
+                stopped_at=max(session.stopped_at, session.started_at),
+                meter_start_wh=session.meter_start_wh,
+                readings=session_readings,
+                time_zone=selectors.session_time_zone(session=session),
+            )
+        except PricingError:
+            logger.exception("cdr: session %s cannot be priced", session.pk)
+            continue
+        account = billing_account_for_session(session=session, currency=priced.currency)
+        cdrs.append(
+            _cdr_row(session=session, tariff=tariff, snapshot=snapshot, priced=priced, account=account)
+        )
+    with transaction.atomic():
+        created = Cdr.objects.bulk_create(cdrs, ignore_conflicts=True, batch_size=1000)
+    return len(created)
+
+
+def cdr_sweep(*, stopped_before: datetime, batch_size: int = 2000) -> int:
+    """Price every finished session still without a CDR, in batches. Returns CDRs written.
+
+    The OCPP side enqueues one pricing task per stop; this catches any message lost on the way.
+    Sessions no tariff applies to stay without CDR (and are looked at again next time).
+    """
+    ids = list(selectors.sessions_without_cdr(stopped_before=stopped_before).values_list("pk", flat=True))
+    return sum(
+        cdrs_create_for_sessions(session_ids=ids[i : i + batch_size]) for i in range(0, len(ids), batch_size)
+    )
 
 
 # --- numbering ---------------------------------------------------------------------------
@@ -291,7 +369,7 @@ def _transition(invoice: Invoice, target: str) -> None:
 def _vat_breakdown(cdrs: list[Cdr]) -> list[dict[str, str]]:
     rates: dict[str, dict[str, Decimal]] = {}
     for cdr in cdrs:
-        for line in cdr.pricing.get("vat", []):
+        for line in cdr.vat_breakdown:
             entry = rates.setdefault(line["rate"], {"base": Decimal(0), "amount": Decimal(0)})
             entry["base"] += Decimal(line["base"])
             entry["amount"] += Decimal(line["amount"])
@@ -496,7 +574,7 @@ def credit_note_create(
             details={"remaining_excl_vat": str(remaining)},
         )
     lines = []
-    for line in cdr.pricing.get("vat", []):
+    for line in cdr.vat_breakdown:
         base = Decimal(line["base"]) * amount / cdr.total_excl_vat
         vat = round_half_up(base * Decimal(line["rate"]) / 100, cdr.currency)
         lines.append(

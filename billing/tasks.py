@@ -7,8 +7,11 @@ after a session's stop commits; keep the name and the argument.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from celery import shared_task
 from django.db import OperationalError
+from django.utils import timezone
 
 from billing import services
 
@@ -28,6 +31,12 @@ def cdr_price_session(session_id: int) -> int | None:
     """Price a finished session into its CDR (once). A missing session ends quietly."""
     cdr = services.cdr_create_for_session(session_id=session_id)
     return cdr.pk if cdr is not None else None
+
+
+@shared_task(name="billing.tasks.cdr_sweep", **RETRY)
+def cdr_sweep(grace_minutes: int = 10) -> int:
+    """Price finished sessions whose pricing message never arrived (older than the grace period)."""
+    return services.cdr_sweep(stopped_before=timezone.now() - timedelta(minutes=grace_minutes))
 
 
 @shared_task(name="billing.tasks.billing_cycle_run", **RETRY)

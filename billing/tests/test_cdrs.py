@@ -158,3 +158,35 @@ def test_live_estimate_uses_the_same_pricing():
 
 def test_estimate_without_tariff_is_none():
     assert services.session_cost_estimate(session=SessionFactory(status="active", stopped_at=None)) is None
+
+
+def test_batch_pricing_matches_single_pricing_and_skips_priced_sessions():
+    default_tariff(energy="0.30", vat="19")
+    org = OrganizationFactory()
+    services.tariff_assign(tariff=tariff("ORG", energy="0.20"), scope="organization", target=org)
+    sessions = [SessionFactory(meter_stop_wh=1_000 * (i + 1)) for i in range(4)]
+    sessions.append(SessionFactory(id_token=IdTokenFactory(organization=org)))
+    meter_value(sessions[0], sessions[0].started_at + timedelta(minutes=10), 900)
+    single = services.cdr_create_for_session(session_id=sessions[0].pk)
+
+    created = services.cdrs_create_for_sessions(session_ids=[s.pk for s in sessions])
+    again = services.cdrs_create_for_sessions(session_ids=[s.pk for s in sessions])
+
+    assert (created, again) == (4, 0)
+    assert Cdr.objects.count() == 5
+    assert Cdr.objects.get(session=sessions[0]).pk == single.pk
+    # 2 kWh x 0.30 = 0.60 (+19 % = 0.114 -> 0.11); the organization's contract: 10 kWh x 0.20 = 2.00
+    assert Cdr.objects.get(session=sessions[1]).total_incl_vat == Decimal("0.71")
+    org_cdr = Cdr.objects.get(session=sessions[4])
+    assert (org_cdr.tariff.ocpi_id, org_cdr.total_excl_vat) == ("ORG", Decimal("2.00"))
+    assert org_cdr.vat_breakdown == [{"rate": "19", "base": "2.0000", "amount": "0.38"}]
+
+
+def test_sweep_prices_sessions_whose_message_was_lost():
+    default_tariff()
+    lost = SessionFactory()
+    live = SessionFactory(status="active", stopped_at=None, meter_stop_wh=None)
+    assert services.cdr_sweep(stopped_before=datetime.now(UTC)) == 1
+    assert services.cdr_sweep(stopped_before=datetime.now(UTC)) == 0
+    assert Cdr.objects.filter(session=lost).exists()
+    assert not Cdr.objects.filter(session=live).exists()

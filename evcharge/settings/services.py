@@ -76,6 +76,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "billing.tasks.billing_cycle_run",
         "schedule": timedelta(hours=1),
     },
+    # Prices finished sessions whose pricing message was lost (the OCPP side sends one per stop).
+    "billing.cdr-sweep": {
+        "task": "billing.tasks.cdr_sweep",
+        "schedule": timedelta(minutes=15),
+    },
     "accounts.api-call-log-flush": {
         "task": "accounts.tasks.api_call_log_flush",
         "schedule": timedelta(seconds=10),
