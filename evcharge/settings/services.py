@@ -22,7 +22,9 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # redis-py 8 reads with a 5 s socket timeout by default, the same as channels-redis'
+                # blocking BRPOP: every idle consumer would die after 5 s. Give reads room.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
                 "prefix": env_str("CHANNEL_LAYER_PREFIX", "evcharge-asgi"),
                 "capacity": 1000,
                 "expiry": 60,
