@@ -219,6 +219,29 @@ def _cdr_row(*, session, tariff: Tariff, snapshot: dict, priced: PricedSession, 
 SESSION_RELATED = ("charge_point__site", "connector", "id_token__organization", "id_token__user")
 
 
+def _owner_key(session) -> tuple[str, int] | None:
+    token = session.id_token
+    if token is None:
+        return None
+    if token.organization_id is not None:
+        return ("organization", token.organization_id)
+    if token.user_id is not None:
+        return ("user", token.user_id)
+    return None
+
+
+def _billing_accounts_for(sessions) -> dict[tuple[str, int], BillingAccount]:
+    """The existing billing accounts of these sessions' owners, in two queries."""
+    org_ids = {k[1] for s in sessions if (k := _owner_key(s)) and k[0] == "organization"}
+    user_ids = {k[1] for s in sessions if (k := _owner_key(s)) and k[0] == "user"}
+    found: dict[tuple[str, int], BillingAccount] = {}
+    for account in BillingAccount.objects.filter(organization_id__in=org_ids):
+        found[("organization", account.organization_id)] = account
+    for account in BillingAccount.objects.filter(user_id__in=user_ids):
+        found[("user", account.user_id)] = account
+    return found
+
+
 def cdr_create_for_session(*, session_id: int) -> Cdr | None:
     """Price a completed session and store its CDR, once.
 
@@ -284,6 +307,7 @@ def cdrs_create_for_sessions(*, session_ids: list[int]) -> int:
     ).values_list("session_id", "timestamp", "value")
     for session_id, timestamp, value in rows:
         readings[session_id].append(Reading(timestamp, value))
+    accounts = _billing_accounts_for(sessions)
     resolve = selectors.tariff_resolver()
     engines: dict[int, tuple[dict, Any]] = {}
     cdrs = []
@@ -313,7 +337,10 @@ def cdrs_create_for_sessions(*, session_ids: list[int]) -> int:
         except PricingError:
             logger.exception("cdr: session %s cannot be priced", session.pk)
             continue
-        account = billing_account_for_session(session=session, currency=priced.currency)
+        key = _owner_key(session)
+        account = accounts.get(key) if key is not None else None
+        if key is not None and account is None:  # first CDR of this owner: make its account
+            account = accounts[key] = billing_account_for_session(session=session, currency=priced.currency)
         cdrs.append(
             _cdr_row(session=session, tariff=tariff, snapshot=snapshot, priced=priced, account=account)
         )
@@ -380,14 +407,18 @@ def _vat_breakdown(cdrs: list[Cdr]) -> list[dict[str, str]]:
 
 
 @transaction.atomic
-def invoice_issue(*, invoice: Invoice, now: datetime | None = None) -> Invoice:
-    """draft → open: give the invoice its gapless number. Locks the invoice, then the counter."""
+def invoice_issue(*, invoice: Invoice, now: datetime | None = None, render_pdf: bool = True) -> Invoice:
+    """draft → open: give the invoice its gapless number. Locks the invoice, then the counter.
+
+    The PDF is rendered by a task enqueued after commit (``render_pdf=False``: later, on demand).
+    """
     invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
     _transition(invoice, InvoiceStatus.OPEN)
     invoice.issued_at = now or timezone.now()
     invoice.number = number_take(series=NumberSeries.INVOICE, year=invoice.issued_at.astimezone(UTC).year)
     invoice.save(update_fields=["status", "issued_at", "number", "updated_at"])
-    transaction.on_commit(lambda: _enqueue_pdf(invoice.pk))
+    if render_pdf:
+        transaction.on_commit(lambda: _enqueue_pdf(invoice.pk))
     return invoice
 
 
@@ -406,7 +437,7 @@ class CycleResult:
     invoices_created: list[int]
 
 
-def invoice_close_period(*, account_id: int, now: datetime) -> Invoice | None:
+def invoice_close_period(*, account_id: int, now: datetime, render_pdf: bool = True) -> Invoice | None:
     """Turn the account's unbilled CDRs into the invoice of its last closed period, once.
 
     One transaction: locks the account row, then the new invoice, then the number counter.
@@ -442,10 +473,10 @@ def invoice_close_period(*, account_id: int, now: datetime) -> Invoice | None:
             )
             for cdr in cdrs
         )
-        return invoice_issue(invoice=invoice, now=now)
+        return invoice_issue(invoice=invoice, now=now, render_pdf=render_pdf)
 
 
-def billing_cycle_run(*, now: datetime | None = None) -> CycleResult:
+def billing_cycle_run(*, now: datetime | None = None, render_pdfs: bool = True) -> CycleResult:
     """Close the last period of every account with unbilled CDRs, one account per transaction.
 
     Safe to run twice at once, to retry, or to rerun after a crash: each account's invoice is
@@ -455,7 +486,7 @@ def billing_cycle_run(*, now: datetime | None = None) -> CycleResult:
     account_ids = list(selectors.accounts_with_unbilled_cdrs(before=now).values_list("pk", flat=True))
     created = []
     for account_id in account_ids:
-        invoice = invoice_close_period(account_id=account_id, now=now)
+        invoice = invoice_close_period(account_id=account_id, now=now, render_pdf=render_pdfs)
         if invoice is not None:
             created.append(invoice.pk)
     return CycleResult(accounts_seen=len(account_ids), invoices_created=created)
