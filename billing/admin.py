@@ -210,6 +210,19 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class InvoicedFilter(admin.SimpleListFilter):
+    title = "on an invoice"
+    parameter_name = "invoiced"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Yes"), ("no", "No (unbilled)")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(invoice_line__isnull=self.value() == "no")
+        return queryset
+
+
 @admin.register(Cdr)
 class CdrAdmin(ReadOnlyAdmin):
     actions = ["credit_in_full"]
@@ -225,7 +238,7 @@ class CdrAdmin(ReadOnlyAdmin):
         "currency",
         "invoice_number",
     ]
-    list_filter = ["currency", ("stopped_at", admin.DateFieldListFilter)]
+    list_filter = [InvoicedFilter, "currency", ("stopped_at", admin.DateFieldListFilter)]
     search_fields = ["=id", "=session__id", "charge_point_identity", "id_tag", "account__name"]
     list_select_related = ["account", "invoice_line__invoice"]
     readonly_fields = ["pricing_pretty", "snapshot_pretty"]

@@ -17,6 +17,9 @@ from billing.models import BillingAccount, Cdr, Invoice, InvoiceLine, Payment, T
 from billing.pricing import Reading
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
+# The whole-meter register at the outlet (OCPP's default location); an Inlet or EV reading
+# of the same register would mix two meters into one curve.
+REGISTER_LOCATIONS = ("", "Outlet")
 ORGANIZATION_BILLING_ROLES = ("owner", "admin")
 
 
@@ -32,11 +35,22 @@ def tariff_for_session(*, session) -> Tariff | None:
         match |= Q(scope=AssignmentScope.SITE, site_id=charge_point.site_id)
     if organization_id is not None:
         match |= Q(scope=AssignmentScope.ORGANIZATION, organization_id=organization_id)
-    assignments = {a.scope: a for a in TariffAssignment.objects.filter(match).select_related("tariff")}
+    assignments = {
+        a.scope: a
+        for a in TariffAssignment.objects.filter(match).select_related("tariff")
+        if tariff_valid_at(a.tariff, session.started_at)
+    }
     for scope in SCOPE_PRECEDENCE:
         if scope in assignments:
             return assignments[scope].tariff
     return None
+
+
+def tariff_valid_at(tariff: Tariff, moment: datetime) -> bool:
+    """OCPI ``start_date_time`` (inclusive) / ``end_date_time`` (exclusive) of a tariff."""
+    if tariff.start_date_time is not None and moment < tariff.start_date_time:
+        return False
+    return tariff.end_date_time is None or moment < tariff.end_date_time
 
 
 def tariff_resolver():
@@ -64,7 +78,9 @@ def tariff_resolver():
         for scope in SCOPE_PRECEDENCE:
             key = keys[scope]
             if (key is not None or scope == AssignmentScope.DEFAULT) and key in by_scope[scope]:
-                return by_scope[scope][key]
+                tariff = by_scope[scope][key]
+                if tariff_valid_at(tariff, session.started_at):
+                    return tariff
         return None
 
     return resolve
@@ -77,7 +93,7 @@ def session_time_zone(*, session) -> str:
 
 def session_readings(*, session, until: datetime | None = None) -> list[Reading]:
     """Energy register readings of ``session`` (whole-meter values, any order), Wh."""
-    rows = session.meter_values.filter(measurand=ENERGY_REGISTER, phase="")
+    rows = session.meter_values.filter(measurand=ENERGY_REGISTER, phase="", location__in=REGISTER_LOCATIONS)
     if until is not None:
         rows = rows.filter(timestamp__lte=until)
     readings = [Reading(ts, value) for ts, value in rows.values_list("timestamp", "value")]

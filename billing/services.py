@@ -303,7 +303,10 @@ def cdrs_create_for_sessions(*, session_ids: list[int]) -> int:
         return 0
     readings: dict[int, list[Reading]] = defaultdict(list)
     rows = MeterValue.objects.filter(
-        session_id__in=[s.pk for s in sessions], measurand=selectors.ENERGY_REGISTER, phase=""
+        session_id__in=[s.pk for s in sessions],
+        measurand=selectors.ENERGY_REGISTER,
+        phase="",
+        location__in=selectors.REGISTER_LOCATIONS,
     ).values_list("session_id", "timestamp", "value")
     for session_id, timestamp, value in rows:
         readings[session_id].append(Reading(timestamp, value))

@@ -190,3 +190,34 @@ def test_sweep_prices_sessions_whose_message_was_lost():
     assert services.cdr_sweep(stopped_before=datetime.now(UTC)) == 0
     assert Cdr.objects.filter(session=lost).exists()
     assert not Cdr.objects.filter(session=live).exists()
+
+
+def test_expired_tariff_falls_back_to_the_next_scope():
+    default = default_tariff(ocpi_id="D")
+    connector = ConnectorFactory()
+    expired = tariff("OLD", end_date_time=datetime(2026, 1, 1, tzinfo=UTC))
+    services.tariff_assign(tariff=expired, scope="connector", target=connector)
+    session = SessionFactory(connector=connector)  # starts 2026-03-02
+    assert selectors.tariff_for_session(session=session) == default
+    assert selectors.tariff_resolver()(session) == default
+    future = tariff("NEW", start_date_time=datetime(2026, 3, 1, tzinfo=UTC))
+    services.tariff_assign(tariff=future, scope="connector", target=connector)
+    assert selectors.tariff_for_session(session=session) == future
+    assert selectors.tariff_resolver()(session) == future
+
+
+def test_inlet_readings_are_not_mixed_into_the_curve():
+    default_tariff(energy="1.00", vat="0")
+    session = SessionFactory(meter_stop_wh=2_000)
+    meter_value(session, session.started_at + timedelta(minutes=30), 1_000)
+    from chargers.models import MeterValue
+
+    MeterValue.objects.create(
+        charge_point=session.charge_point,
+        connector_id=1,
+        session=session,
+        timestamp=session.started_at + timedelta(minutes=40),
+        value=Decimal(900_000),
+        location="Inlet",
+    )
+    assert services.cdr_create_for_session(session_id=session.pk).total_excl_vat == Decimal("2.00")
