@@ -43,7 +43,7 @@ from billing.models import (
     TariffAssignment,
     TariffElement,
 )
-from billing.ocpi import OcpiError, element_columns, tariff_from_ocpi, tariff_to_ocpi
+from billing.ocpi import OcpiError, element_columns, tariff_from_ocpi, tariff_to_ocpi, to_decimal
 from billing.periods import last_closed_period
 from billing.pricing import PricedSession, PricingError, Reading, price_session
 from evcharge.core.errors import Conflict
@@ -73,8 +73,12 @@ def tariff_save_ocpi(*, data: dict[str, Any], tariff: Tariff | None = None) -> T
     """
     try:
         parsed = tariff_from_ocpi(data)
+        min_incl = _incl(data.get("min_price"), "min_price")
+        max_incl = _incl(data.get("max_price"), "max_price")
     except OcpiError as error:
         raise InvalidTariff(details=error.details) from None
+    if tariff is None and not data.get("id"):
+        raise InvalidTariff(details={"id": ["is required"]})
     fields = {
         "country_code": data.get("country_code") or "DE",
         "party_id": data.get("party_id") or "EVC",
@@ -83,9 +87,9 @@ def tariff_save_ocpi(*, data: dict[str, Any], tariff: Tariff | None = None) -> T
         "alt_text": data.get("tariff_alt_text") or [],
         "alt_url": data.get("tariff_alt_url") or "",
         "min_price_excl_vat": parsed.min_price,
-        "min_price_incl_vat": _incl(data.get("min_price")),
+        "min_price_incl_vat": min_incl,
         "max_price_excl_vat": parsed.max_price,
-        "max_price_incl_vat": _incl(data.get("max_price")),
+        "max_price_incl_vat": max_incl,
         "start_date_time": data.get("start_date_time"),
         "end_date_time": data.get("end_date_time"),
     }
@@ -102,10 +106,10 @@ def tariff_save_ocpi(*, data: dict[str, Any], tariff: Tariff | None = None) -> T
     return tariff
 
 
-def _incl(price: Any) -> Decimal | None:
+def _incl(price: Any, path: str) -> Decimal | None:
     if not isinstance(price, dict) or price.get("incl_vat") is None:
         return None
-    return Decimal(str(price["incl_vat"]))
+    return to_decimal(price["incl_vat"], f"{path}.incl_vat")
 
 
 @transaction.atomic

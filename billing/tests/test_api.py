@@ -130,6 +130,7 @@ def test_put_creates_then_replaces_and_post_twice_conflicts(operator):
             {"elements": [{"price_components": [{"type": "ENERGY", "price": 0.1234567}]}]},
             "elements[0].price_components[0].price",
         ),
+        ({"min_price": {"excl_vat": 1, "incl_vat": "lots"}}, "min_price.incl_vat"),
     ],
 )
 def test_bad_tariffs_get_field_details(operator, change, field):
