@@ -392,13 +392,41 @@ def _breakpoints(
         duration_us = _micros(stopped_at - started_at)
         day = started_at.astimezone(zone).date() - timedelta(days=1)
         last_day = stopped_at.astimezone(zone).date() + timedelta(days=1)
+        instants = []
         while day <= last_day:
             for moment in times_of_day:
-                offset = _micros(datetime.combine(day, moment, tzinfo=zone).astimezone(UTC) - started_at)
-                if 0 < offset < duration_us:
-                    cuts.add(Fraction(offset, 10**6))
+                # Both occurrences of a local time repeated when clocks go back (fold 0 and 1).
+                for fold in (0, 1):
+                    instants.append(
+                        datetime.combine(day, moment, tzinfo=zone).replace(fold=fold).astimezone(UTC)
+                    )
             day += timedelta(days=1)
+        # Where clocks jump, local time crosses every skipped or repeated time at once.
+        instants += _offset_changes(zone, started_at, stopped_at)
+        for instant in instants:
+            offset = _micros(instant - started_at)
+            if 0 < offset < duration_us:
+                cuts.add(Fraction(offset, 10**6))
     return sorted(c for c in cuts if 0 <= c <= duration)
+
+
+def _offset_changes(zone: ZoneInfo, start: datetime, stop: datetime) -> list[datetime]:
+    """UTC instants in [start, stop] where the zone's UTC offset changes (DST), to the microsecond."""
+    changes = []
+    low = start.astimezone(UTC)
+    while low < stop:
+        high = min(low + timedelta(hours=12), stop.astimezone(UTC))
+        if low.astimezone(zone).utcoffset() != high.astimezone(zone).utcoffset():
+            a, b = low, high  # offset(a) != offset(b): bisect to the first instant of the new offset
+            while b - a > timedelta(microseconds=1):
+                mid = a + (b - a) / 2
+                if mid.astimezone(zone).utcoffset() == a.astimezone(zone).utcoffset():
+                    a = mid
+                else:
+                    b = mid
+            changes.append(b)
+        low = high
+    return changes
 
 
 # --- pricing -----------------------------------------------------------------------------

@@ -290,6 +290,36 @@ def test_hand_worked_cases(tariff, start, readings, tz, excl, vat, incl):
     assert priced.total_incl.currency == tariff["currency"]
 
 
+def test_spring_forward_gap():
+    # Berlin 2026-03-29: 02:00 CET jumps to 03:00 CEST (01:00 UTC); 02:30 never exists locally,
+    # so the 02:30-04:00 window opens at the jump. 00:00-02:00 UTC, 20 kWh linear:
+    # 00:00-01:00 10 kWh x 0.30 = 3.00; 01:00-02:00 (03:00-04:00 CEST) 10 kWh x 0.40 = 4.00; 7.00
+    tariff = ocpi(
+        "EUR", el(c("ENERGY", "0.40"), start_time="02:30", end_time="04:00"), el(c("ENERGY", "0.30"))
+    )
+    priced = price(tariff, "00:00", [("02:00", 20_000)], tz="Europe/Berlin", day=29)
+    assert priced.total_excl.amount == Decimal("7.00")
+
+
+def test_fall_back_repeats_the_window():
+    # Berlin 2026-10-25: 03:00 CEST goes back to 02:00 CET (01:00 UTC); 02:30-03:00 happens twice:
+    # 00:30-01:00 UTC and 01:30-02:00 UTC. 00:00-03:00 UTC, 30 kWh linear = 10 kWh/h:
+    # 1 h in the window 10 kWh x 0.40 = 4.00; 2 h outside 20 kWh x 0.30 = 6.00; 10.00
+    tariff = ocpi(
+        "EUR", el(c("ENERGY", "0.40"), start_time="02:30", end_time="03:00"), el(c("ENERGY", "0.30"))
+    )
+    start = datetime(2026, 10, 25, 0, 0, tzinfo=UTC)
+    priced = price_session(
+        tariff=tariff_from_ocpi(tariff),
+        started_at=start,
+        stopped_at=start + timedelta(hours=3),
+        meter_start_wh=0,
+        readings=[Reading(start + timedelta(hours=3), 30_000)],
+        time_zone="Europe/Berlin",
+    )
+    assert priced.total_excl.amount == Decimal("10.00")
+
+
 def test_parking_and_charging_hours_are_told_apart():
     # 10:00-11:00 charging (20 kWh), 11:00-11:45 connected with a flat meter
     priced = price(
