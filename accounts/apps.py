@@ -26,7 +26,7 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and access"
 
     def ready(self) -> None:
-        from accounts import checks, scoping  # noqa: F401  (registrations and system checks)
+        from accounts import checks, schema, scoping  # noqa: F401  (registrations, checks, OpenAPI)
 
         # Runs after every app's post_migrate (permissions are created by auth's handler first).
         post_migrate.connect(_sync_staff_groups, dispatch_uid="accounts.staff_groups")

@@ -9,6 +9,8 @@ snapshots through ``accounts.services.audit_record``. No admin class needs to op
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.contrib import admin
@@ -28,6 +30,31 @@ def audit_snapshot(obj: Model | None) -> dict[str, Any] | None:
         name: (REDACTED if any(word in name for word in _SENSITIVE) and value else value)
         for name, value in data.items()
     }
+
+
+@contextmanager
+def audited(*, actor, action: str, obj: Model, source: str = "") -> Iterator[Model]:
+    """Record a change to ``obj`` with the row as it was before and after the block::
+
+        with transaction.atomic(), audited(actor=actor, action="tariff.update", obj=tariff):
+            tariff.currency = "EUR"
+            tariff.save(update_fields=["currency"])
+
+    The entry is written only if the block finishes; use it inside the change's transaction.
+    """
+    from accounts.services import audit_record
+
+    before = audit_snapshot(type(obj)._default_manager.filter(pk=obj.pk).first()) if obj.pk else None
+    yield obj
+    fresh = type(obj)._default_manager.filter(pk=obj.pk).first()
+    audit_record(
+        actor=actor,
+        action=action,
+        obj=fresh or obj,
+        before=before,
+        after=audit_snapshot(fresh),
+        source=source,
+    )
 
 
 class AuditedModelAdminMixin:

@@ -92,11 +92,13 @@ def unscoped_api_views() -> list[ApiRoute]:
 
 @register()
 def check_api_views_are_scoped(app_configs, **kwargs):
+    views = {route.view_class: route.route for route in unscoped_api_views()}
     return [
         Warning(
-            f"API view {route.view_class.__module__}.{route.view_class.__name__} ({route.route}) reads a "
-            "queryset without accounts.scoping.ScopedQuerysetMixin: it is not tenant-isolated.",
+            f"API view {view_class.__module__}.{view_class.__name__} ({route}) reads a queryset without "
+            "accounts.scoping.ScopedQuerysetMixin: its tenant isolation is its own, not the one shared rule.",
+            hint="Inherit ScopedQuerysetMixin first and register the model (docs/access.md).",
             id="accounts.W001",
         )
-        for route in unscoped_api_views()
+        for view_class, route in views.items()
     ]

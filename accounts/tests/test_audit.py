@@ -111,3 +111,34 @@ def test_the_audit_log_is_read_only_in_the_admin(client, entry):
     assert client.get("/admin/accounts/auditentry/").status_code == 200
     assert client.get("/admin/accounts/auditentry/add/").status_code == 403
     assert client.post(f"/admin/accounts/auditentry/{entry.pk}/delete/", {"post": "yes"}).status_code == 403
+
+
+def test_audited_context_records_the_row_before_and_after():
+    from accounts.audit import audited
+
+    operator = UserFactory(is_staff=True)
+    token = IdTokenFactory(label="before")
+    with transaction.atomic(), audited(actor=operator, action="id_token.relabel", obj=token, source="api"):
+        token.label = "after"
+        token.save(update_fields=["label"])
+    entry = AuditEntry.objects.get(action="id_token.relabel")
+    assert (entry.before["label"], entry.after["label"]) == ("before", "after")
+    assert entry.actor == operator
+
+
+def test_nothing_is_recorded_when_the_change_fails():
+    from accounts.audit import audited
+
+    token = IdTokenFactory(label="before")
+
+    def relabel_then_fail():
+        with transaction.atomic(), audited(actor=None, action="x", obj=token):
+            token.label = "after"
+            token.save(update_fields=["label"])
+            raise RuntimeError("the change fails")
+
+    with pytest.raises(RuntimeError):
+        relabel_then_fail()
+    assert not AuditEntry.objects.filter(action="x").exists()
+    token.refresh_from_db()
+    assert token.label == "before"

@@ -128,3 +128,12 @@ def test_authorization_statuses_for_ocpp():
     assert id_token_authorization(id_tag="SOON") == "Accepted"
     assert id_token_authorization(id_tag="GONE") == "Blocked"
     assert id_token_authorization(id_tag="NEVER-SEEN") == "Invalid"
+
+
+def test_the_token_list_costs_a_fixed_number_of_queries(world, django_assert_num_queries):
+    for _ in range(5):
+        IdTokenFactory(organization=world.a.organization)
+    client = jwt_client(world.a.admin)
+    # user, the actor's memberships, count, page
+    with django_assert_num_queries(4):
+        assert client.get("/api/v1/id-tokens/").status_code == 200

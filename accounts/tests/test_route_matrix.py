@@ -14,6 +14,7 @@ message naming the model until you do). The rules checked:
 """
 
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -64,13 +65,22 @@ EVERYONE = {
 }
 
 
+def _charge_point():
+    from chargers.models import ChargePoint, Site
+
+    site = Site.objects.create(name="Depot", country="DE", latitude=52.5, longitude=13.4)
+    return ChargePoint.objects.create(site=site, identity=f"CP-{uuid.uuid4().hex[:12]}")
+
+
 def _charging_session(world: World):
     from django.utils import timezone
 
-    from chargers.models import ChargePoint, ChargingSession, Connector, Site
+    from chargers.models import ChargingSession, Connector
 
-    site = Site.objects.create(name="Depot", country="DE", latitude=52.5, longitude=13.4)
-    charge_point = ChargePoint.objects.create(site=site, identity="CP-MATRIX-1")
+    existing = ChargingSession.objects.filter(id_token=world.a.token).first()
+    if existing is not None:  # one live session per idTag: routes share it
+        return existing
+    charge_point = _charge_point()
     connector = Connector.objects.create(charge_point=charge_point, connector_id=1)
     return ChargingSession.objects.create(
         charge_point=charge_point,
@@ -79,6 +89,14 @@ def _charging_session(world: World):
         id_token=world.a.token,
         started_at=timezone.now(),
         meter_start_wh=0,
+    )
+
+
+def _command(world: World):
+    from chargers.models import ChargerCommand
+
+    return ChargerCommand.objects.create(
+        charge_point=_charge_point(), action="Reset", payload={"type": "Soft"}, requested_by=world.a.driver
     )
 
 
@@ -94,6 +112,8 @@ OBJECTS: dict[str, ObjectCase] = {
     "accounts.organization": ObjectCase(lambda w: w.a.organization, OWN_SIDE),
     "accounts.apikey": ObjectCase(lambda w: w.a.api_key, MANAGERS_A),
     "chargers.chargingsession": ObjectCase(_charging_session, OWN_SIDE),
+    "chargers.chargepoint": ObjectCase(lambda w: _charge_point(), EVERYONE),
+    "chargers.chargercommand": ObjectCase(_command, {"driver_a", "staff", "operator_member"}),
 }
 
 

@@ -43,6 +43,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "IdTokenStatusEnum": "accounts.models.IdToken.Status",
+        "IdTokenTypeEnum": "accounts.models.IdToken.Type",
+        "MembershipRoleEnum": "accounts.models.Membership.Role",
+    },
 }
 
 SIMPLE_JWT = {
