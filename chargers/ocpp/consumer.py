@@ -17,7 +17,6 @@ import contextlib
 import logging
 import uuid
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from ocpp.exceptions import OCPPError
@@ -26,11 +25,11 @@ from ocpp.v16 import call as ocpp_call
 from chargers import commands, services
 from chargers.models import ChargePoint, ChargerCommand
 from chargers.ocpp import registry
-from chargers.ocpp.handlers import CentralSystem
+from chargers.ocpp.handlers import CentralSystem, off_loop
 from evcharge.core.request_id import bind_request_id
 
 logger = logging.getLogger(__name__)
-db = database_sync_to_async
+db = off_loop
 SUBPROTOCOL = "ocpp1.6"
 TAKEN_OVER = 4000  # close code: a newer connection for this identity took over
 

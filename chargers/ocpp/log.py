@@ -11,17 +11,31 @@ import asyncio
 import contextlib
 import json
 import logging
+from datetime import UTC, datetime
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import connection
 
 from chargers.models import OcppMessage
 
 logger = logging.getLogger(__name__)
 
-_buffer: list[OcppMessage] = []
+# (charge_point_id, identity, direction, message_type, unique_id, action, raw, created_at)
+Row = tuple[int | None, str, str, int | None, str, str, str, datetime]
+_buffer: list[Row] = []
 _flusher: asyncio.Task | None = None
 _FLUSH_AT = 500
+_COLUMNS = (
+    "charge_point_id",
+    "identity",
+    "direction",
+    "message_type",
+    "unique_id",
+    "action",
+    "raw",
+    "created_at",
+)
 
 
 def _describe(raw: str) -> tuple[int | None, str, str]:
@@ -35,19 +49,20 @@ def _describe(raw: str) -> tuple[int | None, str, str]:
         return None, "", ""
 
 
-def record(*, identity: str, charge_point_id: int | None, direction: str, raw: str, action: str = "") -> None:
+def record(*, identity: str, charge_point_id: int | None, direction: str, raw: str) -> None:
     if not settings.OCPP_MESSAGE_LOG:
         return
-    message_type, unique_id, parsed_action = _describe(raw)
+    message_type, unique_id, action = _describe(raw)
     _buffer.append(
-        OcppMessage(
-            charge_point_id=charge_point_id,
-            identity=identity,
-            direction=direction,
-            message_type=message_type,
-            unique_id=unique_id,
-            action=action or parsed_action,
-            raw=raw[: settings.OCPP_MAX_FRAME_BYTES],
+        (
+            charge_point_id,
+            identity,
+            direction,
+            message_type,
+            unique_id,
+            action,
+            raw[: settings.OCPP_MAX_FRAME_BYTES],
+            datetime.now(UTC),
         )
     )
     _ensure_flusher()
@@ -67,8 +82,19 @@ async def _flush_forever() -> None:
         await flush()
 
 
-def _write(rows: list[OcppMessage]) -> None:
-    OcppMessage.objects.bulk_create(rows, batch_size=500)
+def _write(rows: list[Row]) -> None:
+    """One COPY on PostgreSQL (no model instances: this runs for every frame); a bulk insert
+    elsewhere."""
+    if connection.vendor == "postgresql":
+        table = OcppMessage._meta.db_table
+        with (
+            connection.cursor() as cursor,
+            cursor.connection.cursor().copy(f"COPY {table} ({', '.join(_COLUMNS)}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+        return
+    OcppMessage.objects.bulk_create([OcppMessage(**dict(zip(_COLUMNS, row, strict=True))) for row in rows])
 
 
 async def flush() -> None:
@@ -77,11 +103,9 @@ async def flush() -> None:
     rows = _buffer[:]
     del _buffer[: len(rows)]
     try:
-        await database_sync_to_async(_write)(rows)
+        await database_sync_to_async(_write, thread_sensitive=False)(rows)
     except Exception:
-        # A charger deleted meanwhile, or the database away: keep the rest of the log going.
-        logger.exception("could not write %d OCPP log rows", len(rows))
+        # A charger deleted meanwhile, or the database away: keep the log going without the link.
+        logger.exception("could not write %d OCPP log rows; retrying without charger links", len(rows))
         with contextlib.suppress(Exception):
-            for row in rows:
-                row.charge_point_id = None
-            await database_sync_to_async(_write)(rows)
+            await database_sync_to_async(_write, thread_sensitive=False)([(None, *row[1:]) for row in rows])

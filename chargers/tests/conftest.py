@@ -59,6 +59,8 @@ def start_server(log: Path, **env: str) -> OcppServer:
             "5",
             "--ws-ping-timeout",
             "5",
+            "--ws-per-message-deflate",
+            "false",
         ],
         cwd=ROOT,
         stdout=handle,

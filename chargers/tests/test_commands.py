@@ -184,3 +184,15 @@ def test_reconnect_to_another_process_takes_over(ocpp_server, second_ocpp_server
     assert close_code == 4000
     assert command.status == CommandStatus.ACCEPTED
     assert received_by_new == 1
+
+
+def test_a_charger_idle_for_longer_than_the_redis_read_timeout_still_gets_commands(ocpp_server, charger):
+    # Regression: redis-py 8's default 5 s socket timeout equals channels-redis' BRPOP wait,
+    # which killed every consumer that had been idle for 5 s.
+    async def scenario():
+        async with connected(ocpp_server.url, charger.identity, CHARGER_PASSWORD) as cp:
+            await cp.boot()
+            await asyncio.sleep(7)
+            return await _send(charger, "ClearCache", {})
+
+    assert run(scenario()).status == CommandStatus.ACCEPTED

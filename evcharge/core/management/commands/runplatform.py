@@ -59,6 +59,8 @@ class Command(BaseCommand):
                 "20",
                 "--ws-ping-timeout",
                 "20",
+                "--ws-per-message-deflate",
+                "false",
                 "--no-access-log",
                 "--lifespan",
                 "off",
