@@ -13,14 +13,13 @@ from decimal import Decimal
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from billing.choices import SCOPE_PRECEDENCE, AssignmentScope
-from billing.models import BillingAccount, Cdr, Invoice, InvoiceLine, Payment, Tariff, TariffAssignment
+from billing.models import BillingAccount, Cdr, InvoiceLine, Tariff, TariffAssignment
 from billing.pricing import Reading
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
 # The whole-meter register at the outlet (OCPP's default location); an Inlet or EV reading
 # of the same register would mix two meters into one curve.
 REGISTER_LOCATIONS = ("", "Outlet")
-ORGANIZATION_BILLING_ROLES = ("owner", "admin")
 
 
 def tariff_for_session(*, session) -> Tariff | None:
@@ -128,35 +127,3 @@ def accounts_with_unbilled_cdrs(*, before: datetime) -> QuerySet[BillingAccount]
         Exists(InvoiceLine.objects.filter(cdr=OuterRef("pk")))
     )
     return BillingAccount.objects.filter(Exists(unbilled)).order_by("pk")
-
-
-# --- what a caller may see ---------------------------------------------------------------
-
-
-def billing_accounts_visible_to(*, user) -> QuerySet[BillingAccount]:
-    if user.is_staff:
-        return BillingAccount.objects.all()
-    return BillingAccount.objects.filter(
-        Q(user=user)
-        | Q(
-            organization__memberships__user=user,
-            organization__memberships__role__in=ORGANIZATION_BILLING_ROLES,
-        )
-    ).distinct()
-
-
-def cdrs_visible_to(*, user) -> QuerySet[Cdr]:
-    if user.is_staff:
-        return Cdr.objects.all()
-    accounts = billing_accounts_visible_to(user=user).values("pk")
-    return Cdr.objects.filter(Q(account__in=accounts) | Q(session__id_token__user=user))
-
-
-def invoices_visible_to(*, user) -> QuerySet[Invoice]:
-    if user.is_staff:
-        return Invoice.objects.all()
-    return Invoice.objects.filter(account__in=billing_accounts_visible_to(user=user).values("pk"))
-
-
-def payments_visible_to(*, user) -> QuerySet[Payment]:
-    return Payment.objects.filter(invoice__in=invoices_visible_to(user=user).values("pk"))

@@ -1,7 +1,8 @@
 """Billing API: thin views over ``billing.services`` and ``billing.selectors``.
 
-Reads are scoped by the ``*_visible_to`` selectors; writes (tariffs, assignments, payments,
-invoice state changes, billing runs) are for operators (``is_staff``).
+Reads are scoped by ``accounts.scoping`` (``ScopedQuerysetMixin``: another tenant's row is a
+404); writes (tariffs, assignments, payments, credit notes, invoice state changes, billing
+runs) are for operators. API keys need the ``billing:read`` / ``billing:write`` scopes.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing import selectors, services
+from accounts.permissions import ApiKeyScopePermission
+from accounts.scoping import ScopedQuerysetMixin, actor_for_request, scope_queryset
+from billing import services
 from billing.api.filters import CdrFilter, InvoiceFilter, PaymentFilter
 from billing.api.serializers import (
     BillingAccountSerializer,
@@ -50,17 +53,22 @@ from evcharge.core.errors import Conflict, NotFound
 
 
 class IsOperatorOrReadOnly(permissions.BasePermission):
-    """Anyone signed in reads; operators (staff) write."""
+    """Anyone signed in reads; operators (staff, operator organizations) write."""
 
     def has_permission(self, request, view) -> bool:
         if not request.user or not request.user.is_authenticated:
             return False
-        return request.method in permissions.SAFE_METHODS or request.user.is_staff
+        return request.method in permissions.SAFE_METHODS or actor_for_request(request).is_operator
 
 
 class IsOperator(permissions.BasePermission):
     def has_permission(self, request, view) -> bool:
-        return bool(request.user and request.user.is_authenticated and request.user.is_staff)
+        return bool(request.user and request.user.is_authenticated and actor_for_request(request).is_operator)
+
+
+# The project defaults (signed in; API key scopes) plus ours.
+READ_OR_OPERATOR = [permissions.IsAuthenticated, ApiKeyScopePermission, IsOperatorOrReadOnly]
+OPERATOR_ONLY = [permissions.IsAuthenticated, ApiKeyScopePermission, IsOperator]
 
 
 class DecimalJSONParser(JSONParser):
@@ -81,6 +89,7 @@ class DecimalJSONParser(JSONParser):
 
 @extend_schema(tags=["billing"])
 class TariffViewSet(
+    ScopedQuerysetMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
@@ -90,7 +99,7 @@ class TariffViewSet(
     """OCPI 2.2.1 tariffs. ``POST`` creates; ``PUT /tariffs/<id>/`` creates or replaces (OCPI semantics)."""
 
     serializer_class = OcpiTariffSerializer
-    permission_classes = [IsOperatorOrReadOnly]
+    permission_classes = READ_OR_OPERATOR
     parser_classes = [DecimalJSONParser]
     lookup_field = "ocpi_id"
     lookup_url_kwarg = "tariff_id"
@@ -99,10 +108,10 @@ class TariffViewSet(
     ordering_fields = ["ocpi_id", "updated_at"]
     filterset_fields = ["currency"]
 
-    def get_queryset(self):
-        return Tariff.objects.prefetch_related(
-            Prefetch("elements", queryset=TariffElement.objects.order_by("position"))
-        ).order_by("ocpi_id")
+    queryset = Tariff.objects.prefetch_related(
+        Prefetch("elements", queryset=TariffElement.objects.order_by("position"))
+    ).order_by("ocpi_id")
+    api_area = "billing"
 
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
@@ -143,14 +152,19 @@ class TariffViewSet(
 
 @extend_schema(tags=["billing"])
 class TariffAssignmentViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+    ScopedQuerysetMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
 ):
     """Which tariff applies where: ``POST {"tariff", "scope", "target_id"}`` replaces the target's tariff."""
 
     serializer_class = TariffAssignmentSerializer
-    permission_classes = [IsOperator]
+    permission_classes = OPERATOR_ONLY
     filterset_fields = ["scope", "tariff"]
     queryset = TariffAssignment.objects.select_related("tariff").order_by("scope", "pk")
+    api_area = "billing"
 
     @extend_schema(request=TariffAssignmentInputSerializer, responses={201: TariffAssignmentSerializer})
     def create(self, request):
@@ -184,49 +198,35 @@ class TariffAssignmentViewSet(
 
 
 @extend_schema(tags=["billing"])
-class CdrViewSet(viewsets.ReadOnlyModelViewSet):
-    queryset = Cdr.objects.none()  # for the schema; get_queryset() scopes to the caller
+class CdrViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
+    queryset = Cdr.objects.select_related("invoice_line__invoice").order_by("-stopped_at", "-pk")
+    api_area = "billing"
     serializer_class = CdrSerializer
     filterset_class = CdrFilter
     ordering_fields = ["stopped_at", "total_incl_vat", "id"]
 
-    def get_queryset(self):
-        return (
-            selectors.cdrs_visible_to(user=self.request.user)
-            .select_related("invoice_line__invoice")
-            .order_by("-stopped_at", "-pk")
-        )
-
 
 @extend_schema(tags=["billing"])
-class BillingAccountViewSet(mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
+class BillingAccountViewSet(ScopedQuerysetMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
     """Billing accounts; operators change period, time zone and currency (``PATCH``)."""
 
-    queryset = BillingAccount.objects.none()  # for the schema; get_queryset() scopes to the caller
+    queryset = BillingAccount.objects.order_by("pk")
+    api_area = "billing"
     serializer_class = BillingAccountSerializer
-    permission_classes = [IsOperatorOrReadOnly]
+    permission_classes = READ_OR_OPERATOR
     filterset_fields = ["period", "currency", "organization", "user"]
     http_method_names = ["get", "patch", "head", "options"]
 
-    def get_queryset(self):
-        return selectors.billing_accounts_visible_to(user=self.request.user).order_by("pk")
-
 
 @extend_schema(tags=["billing"])
-class InvoiceViewSet(viewsets.ReadOnlyModelViewSet):
-    queryset = Invoice.objects.none()  # for the schema; get_queryset() scopes to the caller
+class InvoiceViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
+    queryset = Invoice.objects.prefetch_related(
+        Prefetch("lines", queryset=InvoiceLine.objects.only("id", "invoice_id", "cdr_id"))
+    ).order_by("-period_start", "-pk")
+    api_area = "billing"
     serializer_class = InvoiceSerializer
     filterset_class = InvoiceFilter
     ordering_fields = ["period_start", "issued_at", "number", "total_incl_vat"]
-
-    def get_queryset(self):
-        return (
-            selectors.invoices_visible_to(user=self.request.user)
-            .prefetch_related(
-                Prefetch("lines", queryset=InvoiceLine.objects.only("id", "invoice_id", "cdr_id"))
-            )
-            .order_by("-period_start", "-pk")
-        )
 
     @extend_schema(responses={(200, "application/pdf"): OpenApiResponse(description="the invoice PDF")})
     @action(detail=True, methods=["get"])
@@ -242,7 +242,7 @@ class InvoiceViewSet(viewsets.ReadOnlyModelViewSet):
         )
 
     @extend_schema(request=PaymentInputSerializer, responses={201: PaymentSerializer})
-    @action(detail=True, methods=["get", "post"], permission_classes=[IsOperatorOrReadOnly])
+    @action(detail=True, methods=["get", "post"], permission_classes=READ_OR_OPERATOR)
     def payments(self, request, pk=None):
         invoice = self.get_object()
         if request.method == "GET":
@@ -254,45 +254,40 @@ class InvoiceViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(PaymentSerializer(payment).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={200: InvoiceSerializer})
-    @action(detail=True, methods=["post"], permission_classes=[IsOperator])
+    @action(detail=True, methods=["post"], permission_classes=OPERATOR_ONLY)
     def void(self, request, pk=None):
         invoice = services.invoice_void(invoice=self.get_object())
         return Response(self.get_serializer(self.get_queryset().get(pk=invoice.pk)).data)
 
     @extend_schema(request=None, responses={200: InvoiceSerializer})
-    @action(detail=True, methods=["post"], url_path="mark-uncollectible", permission_classes=[IsOperator])
+    @action(detail=True, methods=["post"], url_path="mark-uncollectible", permission_classes=OPERATOR_ONLY)
     def mark_uncollectible(self, request, pk=None):
         invoice = services.invoice_mark_uncollectible(invoice=self.get_object())
         return Response(self.get_serializer(self.get_queryset().get(pk=invoice.pk)).data)
 
 
 @extend_schema(tags=["billing"])
-class PaymentViewSet(viewsets.ReadOnlyModelViewSet):
-    queryset = Payment.objects.none()  # for the schema; get_queryset() scopes to the caller
+class PaymentViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
+    queryset = Payment.objects.order_by("-received_at", "-pk")
+    api_area = "billing"
     serializer_class = PaymentSerializer
     filterset_class = PaymentFilter
 
-    def get_queryset(self):
-        return selectors.payments_visible_to(user=self.request.user).order_by("-received_at", "-pk")
-
 
 @extend_schema(tags=["billing"])
-class CreditNoteViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
-    queryset = CreditNote.objects.none()  # for the schema; get_queryset() scopes to the caller
+class CreditNoteViewSet(ScopedQuerysetMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    queryset = CreditNote.objects.order_by("-created_at", "-pk")
+    api_area = "billing"
     serializer_class = CreditNoteSerializer
-    permission_classes = [IsOperatorOrReadOnly]
+    permission_classes = READ_OR_OPERATOR
     filterset_fields = ["cdr", "invoice"]
-
-    def get_queryset(self):
-        visible = selectors.cdrs_visible_to(user=self.request.user).values("pk")
-        return CreditNote.objects.filter(cdr__in=visible).order_by("-created_at", "-pk")
 
     @extend_schema(request=CreditNoteInputSerializer, responses={201: CreditNoteSerializer})
     def create(self, request):
         data = CreditNoteInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        cdr = get_object_or_404(selectors.cdrs_visible_to(user=request.user), pk=values["cdr"])
+        cdr = get_object_or_404(scope_queryset(Cdr.objects.all(), self.actor), pk=values["cdr"])
         note = services.credit_note_create(
             cdr=cdr,
             amount_excl_vat=values.get("amount_excl_vat"),
@@ -306,7 +301,8 @@ class CreditNoteViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 class BillingRunView(APIView):
     """Run the billing cycle now (operators): closes ended periods, as the hourly beat task does."""
 
-    permission_classes = [IsOperator]
+    permission_classes = OPERATOR_ONLY
+    api_area = "billing"
 
     def post(self, request):
         from billing.tasks import billing_cycle_run

@@ -204,10 +204,11 @@ def test_cdrs_and_invoices_are_scoped_and_money_is_decimal_strings(django_assert
     other_invoice = Invoice.objects.get(account__organization=other)
     assert client.get(f"/api/v1/invoices/{other_invoice.pk}/").status_code == 404
     assert client_for(member).get("/api/v1/invoices/").json()["count"] == 0
-    # the list costs the same number of queries however many rows (auth is forced: no user query)
-    with django_assert_max_num_queries(3):
+    # the list costs the same number of queries however many rows (auth is forced: no user
+    # query): the caller's memberships (scoping), count, page, and the invoices' lines
+    with django_assert_max_num_queries(4):
         client.get("/api/v1/invoices/")
-    with django_assert_max_num_queries(2):
+    with django_assert_max_num_queries(3):
         client.get("/api/v1/cdrs/")
 
 
@@ -273,3 +274,37 @@ def test_credit_note_through_the_api(operator):
     assert response.json()["total_excl_vat"]["amount"] == str(cdr.total_excl_vat.quantize(Decimal("0.01")))
     again = operator.post("/api/v1/credit-notes/", {"cdr": cdr.pk, "reason": "again"}, format="json")
     assert again.status_code == 409
+
+
+def test_partner_api_key_pulls_its_organizations_cdrs_within_its_scopes():
+    from accounts.scoping import Actor
+    from accounts.services import api_key_create
+
+    org = billed_org()
+    billed_org()  # another tenant's CDRs
+    staff = Actor.for_user(UserFactory(is_staff=True))
+    _, billing_key = api_key_create(actor=staff, organization=org, name="erp", scopes=["billing:read"])
+    _, chargers_key = api_key_create(actor=staff, organization=org, name="map", scopes=["chargers:read"])
+    partner = APIClient()
+    partner.credentials(HTTP_AUTHORIZATION=f"Api-Key {billing_key}")
+    cdrs = partner.get("/api/v1/cdrs/")
+    assert cdrs.status_code == 200
+    assert cdrs.json()["count"] == 2
+    assert {c["account"] for c in cdrs.json()["results"]} == {org.billing_account.pk}
+    assert partner.post("/api/v1/billing-runs/").status_code == 403  # read scope, and not an operator
+    other = APIClient()
+    other.credentials(HTTP_AUTHORIZATION=f"Api-Key {chargers_key}")
+    assert other.get("/api/v1/cdrs/").status_code == 403
+
+
+def test_members_of_an_operator_organization_are_operators():
+    from accounts.models import Organization
+
+    billed_org()
+    crew = UserFactory()
+    Membership.objects.create(
+        user=crew, organization=OrganizationFactory(kind=Organization.Kind.OPERATOR), role="member"
+    )
+    client = client_for(crew)
+    assert client.get("/api/v1/invoices/").json()["count"] == 1
+    assert client.post("/api/v1/tariffs/", {**OCPI_TARIFF, "id": "CREW"}, format="json").status_code == 201
