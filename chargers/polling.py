@@ -54,6 +54,10 @@ def chargers_mark_offline(*, now) -> int:
 
 
 def chargers_request_stale_status(*, now) -> int:
+    if settings.EMBEDDED:
+        # No Redis: the channel layer lives inside the web process and a worker cannot reach
+        # the sockets; asking would only record failed commands.
+        return 0
     stale_before = now - timedelta(seconds=settings.OCPP_STATUS_STALE_SECONDS)
     stale = ChargePoint.objects.filter(is_online=True).filter(
         Q(last_status_at__isnull=True) | Q(last_status_at__lt=stale_before)
