@@ -252,3 +252,43 @@ def test_invoice_totals_are_sums_of_cdrs_and_no_cdr_is_billed_twice(sessions, cu
         numbers = sorted(int(n.rsplit("-", 1)[1]) for n in Invoice.objects.values_list("number", flat=True))
         assert numbers == list(range(1, len(numbers) + 1))
         transaction.set_rollback(True)
+
+
+actions = st.lists(
+    st.one_of(
+        st.tuples(st.just("pay"), st.integers(1, 400)),  # cents
+        st.tuples(st.sampled_from(["void", "uncollectible", "mark_paid"]), st.just(0)),
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(actions)
+def test_invoice_state_machine_keeps_its_invariants(steps):
+    """Random payments and state changes: only allowed moves happen; money never exceeds the total."""
+    from billing.choices import INVOICE_TRANSITIONS
+
+    with transaction.atomic():
+        invoice = issued_invoice()  # 3.57 incl. VAT
+        for n, (action, cents) in enumerate(steps):
+            before = Invoice.objects.get(pk=invoice.pk)
+            try:
+                if action == "pay":
+                    services.payment_record(invoice=before, amount=Decimal(cents) / 100, reference=f"r{n}")
+                elif action == "void":
+                    services.invoice_void(invoice=before)
+                elif action == "uncollectible":
+                    services.invoice_mark_uncollectible(invoice=before)
+                else:
+                    services.invoice_mark_paid(invoice=before)
+            except (InvalidTransition, PaymentRefused):
+                pass
+            after = Invoice.objects.get(pk=invoice.pk)
+            assert after.status == before.status or after.status in INVOICE_TRANSITIONS[before.status]
+            assert Decimal(0) <= after.amount_paid <= after.total_incl_vat
+            assert after.amount_paid == sum(p.amount for p in after.payments.all())
+            assert (after.status == InvoiceStatus.PAID) == (after.amount_due == 0)
+            if after.status == InvoiceStatus.VOID:
+                assert after.amount_paid == 0
+        transaction.set_rollback(True)
