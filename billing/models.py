@@ -285,7 +285,8 @@ class Cdr(models.Model):
     account = models.ForeignKey(
         BillingAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="cdrs"
     )
-    tariff = models.ForeignKey(Tariff, null=True, on_delete=models.SET_NULL, related_name="cdrs")
+    # PROTECT: a tariff that priced CDRs stays (and a CDR row is never updated to forget it).
+    tariff = models.ForeignKey(Tariff, null=True, on_delete=models.PROTECT, related_name="cdrs")
     tariff_snapshot = models.JSONField()
     pricing = models.JSONField()
     charge_point_identity = models.CharField(max_length=48)

@@ -221,3 +221,13 @@ def test_inlet_readings_are_not_mixed_into_the_curve():
         location="Inlet",
     )
     assert services.cdr_create_for_session(session_id=session.pk).total_excl_vat == Decimal("2.00")
+
+
+def test_a_tariff_that_priced_cdrs_cannot_be_deleted():
+    from django.db.models import ProtectedError
+
+    t = default_tariff()
+    services.cdr_create_for_session(session_id=SessionFactory().pk)
+    t.assignments.all().delete()
+    with pytest.raises(ProtectedError):
+        t.delete()
