@@ -489,7 +489,8 @@ async def main():
     auth = base64.b64encode(b"{charger.identity}:{CHARGER_PASSWORD}").decode()
     async with websockets.connect("{ocpp_server.url}/{charger.identity}", subprotocols=["ocpp1.6"],
                                   additional_headers={{"Authorization": "Basic " + auth}}) as ws:
-        await ws.send(json.dumps([2, "b1", "BootNotification", {{"chargePointVendor": "X", "chargePointModel": "Y"}}]))
+        boot = {{"chargePointVendor": "X", "chargePointModel": "Y"}}
+        await ws.send(json.dumps([2, "b1", "BootNotification", boot]))
         await ws.recv()
         print("booted", flush=True)
         await asyncio.sleep(600)
