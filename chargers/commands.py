@@ -25,6 +25,8 @@ from django.utils import timezone
 from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, _validate_payload
 
+from accounts.audit import audit_snapshot
+from accounts.services import audit_record
 from chargers.choices import COMMAND_FINAL, COMMAND_TRANSITIONS, CommandAction, CommandSource, CommandStatus
 from chargers.models import ChargePoint, ChargerCommand
 from chargers.ocpp import registry
@@ -70,20 +72,42 @@ def command_send(
     source: str = CommandSource.API,
     requested_by=None,
 ) -> ChargerCommand:
-    """Record a command and route it to the charger's socket; fails at once if it is offline."""
+    """Record a command and route it to the charger's socket; fails at once if it is offline.
+
+    A person's command is written to the audit log with it. Routing happens after commit (at
+    once outside a transaction), so the consumer always finds the row.
+    """
     payload = payload or {}
     command_validate(action=action, payload=payload)
-    command = ChargerCommand.objects.create(
-        charge_point=charge_point, action=action, payload=payload, source=source, requested_by=requested_by
-    )
-    channel = registry.holder(charge_point.identity)
-    if channel is None:
-        return command_fail(command=command, reason="charger is offline (not connected)")
+    with transaction.atomic():
+        command = ChargerCommand.objects.create(
+            charge_point=charge_point,
+            action=action,
+            payload=payload,
+            source=source,
+            requested_by=requested_by,
+        )
+        if requested_by is not None:
+            audit_record(
+                actor=requested_by,
+                action="command.send",
+                obj=command,
+                after=audit_snapshot(command),
+                source=source,
+            )
+        channel = registry.holder(charge_point.identity)
+        if channel is None:
+            return command_fail(command=command, reason="charger is offline (not connected)")
+        transaction.on_commit(lambda: _route(command, channel))
+    command.refresh_from_db()
+    return command
+
+
+def _route(command: ChargerCommand, channel: str) -> None:
     try:
         async_to_sync(get_channel_layer().send)(channel, {"type": "ocpp.command", "command_id": command.pk})
     except Exception as error:  # channel full or layer down: the command cannot reach the charger
-        return command_fail(command=command, reason=f"could not route the command: {type(error).__name__}")
-    return command
+        command_fail(command=command, reason=f"could not route the command: {type(error).__name__}")
 
 
 def command_fail(*, command: ChargerCommand, reason: str) -> ChargerCommand:

@@ -2,7 +2,6 @@
 (registering a charger, sending a command, starting and stopping a session) are explicit
 endpoints with their own input and output serializers, calling services."""
 
-from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
@@ -157,14 +156,13 @@ class SessionViewSet(ScopedQuerysetMixin, mixins.CreateModelMixin, viewsets.Read
         form = SessionStartSerializer(data=request.data, context=self.get_serializer_context())
         form.is_valid(raise_exception=True)
         connector, token = form.validated_data["connector"], form.validated_data["id_token"]
-        with transaction.atomic():
-            command = command_send(
-                charge_point=connector.charge_point,
-                action=CommandAction.REMOTE_START,
-                payload={"idTag": token.uid, "connectorId": connector.connector_id},
-                source=CommandSource.API,
-                requested_by=request.user if request.user.is_authenticated else None,
-            )
+        command = command_send(
+            charge_point=connector.charge_point,
+            action=CommandAction.REMOTE_START,
+            payload={"idTag": token.uid, "connectorId": connector.connector_id},
+            source=CommandSource.API,
+            requested_by=request.user if request.user.is_authenticated else None,
+        )
         command = command_wait(command=command, seconds=_wait_seconds(request))
         return Response(CommandSerializer(command).data, status=status.HTTP_202_ACCEPTED)
 

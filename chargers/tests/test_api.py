@@ -215,6 +215,19 @@ def test_command_to_an_offline_charger_is_202_and_failed_with_a_reason(operator,
     assert command.json()["status"] == "failed"
 
 
+def test_a_command_is_in_the_audit_log_with_who_sent_it(operator, network):
+    from accounts.models import AuditEntry
+
+    response = client_for(operator).post(
+        f"/api/v1/chargers/{network['fast'].pk}/commands/", {"action": "ClearCache"}, format="json"
+    )
+    entry = AuditEntry.objects.get(action="command.send")
+    assert entry.actor == operator
+    assert entry.object_id == str(response.json()["id"])
+    assert entry.after["action"] == "ClearCache"
+    assert entry.source == "api"
+
+
 def test_command_with_a_bad_payload_is_400_and_nothing_is_recorded(operator, network):
     response = client_for(operator).post(
         f"/api/v1/chargers/{network['fast'].pk}/commands/",

@@ -473,3 +473,35 @@ def test_an_action_the_charger_may_not_send_is_not_supported(ocpp_server, charge
         _raw_exchange(ocpp_server.url, charger.identity, [json.dumps([2, "r-1", "Reset", {"type": "Hard"}])])
     )
     assert answers[0][:3] == [4, "r-1", "NotSupported"]
+
+
+def test_a_dead_socket_is_noticed_by_ping_timeout(ocpp_server, charger):
+    # A charger that vanished without closing (power cut, NAT dropped): its process is frozen,
+    # so it answers no WebSocket ping. The test server pings every 5 s with a 5 s timeout.
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = f"""
+import asyncio, base64, json, websockets
+async def main():
+    auth = base64.b64encode(b"{charger.identity}:{CHARGER_PASSWORD}").decode()
+    async with websockets.connect("{ocpp_server.url}/{charger.identity}", subprotocols=["ocpp1.6"],
+                                  additional_headers={{"Authorization": "Basic " + auth}}) as ws:
+        boot = {{"chargePointVendor": "X", "chargePointModel": "Y"}}
+        await ws.send(json.dumps([2, "b1", "BootNotification", boot]))
+        await ws.recv()
+        print("booted", flush=True)
+        await asyncio.sleep(600)
+asyncio.run(main())
+"""
+    frozen = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert frozen.stdout.readline().strip() == "booted"
+        assert ChargePoint.objects.get(pk=charger.pk).is_online
+        os.kill(frozen.pid, signal.SIGSTOP)
+        assert wait_until(lambda: not ChargePoint.objects.get(pk=charger.pk).is_online, timeout=30)
+    finally:
+        frozen.kill()
+        frozen.wait()

@@ -134,3 +134,14 @@ def test_polling_is_on_the_beat_schedule(settings):
     assert "evcharge.core.tasks.clear_expired_sessions" in {
         e["task"] for e in settings.CELERY_BEAT_SCHEDULE.values()
     }
+
+
+def test_the_ocpp_message_log_is_pruned_after_its_retention(settings):
+    from chargers.models import OcppMessage
+
+    settings.OCPP_MESSAGE_LOG_RETENTION_DAYS = 30
+    old = OcppMessage.objects.create(identity="CP-1", direction="in", raw="[2]")
+    recent = OcppMessage.objects.create(identity="CP-1", direction="in", raw="[2]")
+    OcppMessage.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=31))
+    assert polling.ocpp_messages_purge() == 1
+    assert list(OcppMessage.objects.values_list("pk", flat=True)) == [recent.pk]
