@@ -55,6 +55,16 @@ class UserAdmin(DjangoUserAdmin):
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
 
+    def user_change_password(self, request, id, form_url=""):
+        # The password form saves outside save_model: record it here (the hash itself never).
+        response = super().user_change_password(request, id, form_url)
+        if request.method == "POST" and response.status_code == 302:
+            user = User.objects.get(pk=id)
+            services.audit_record(
+                actor=request.user, action="password.set", obj=user, before=None, after=None, source="admin"
+            )
+        return response
+
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):

@@ -94,8 +94,15 @@ def buffer_entry(entry: dict) -> None:
     if redis is None:
         _insert([entry])
         return
+    key = cache.make_key(BUFFER)
     try:
-        redis.rpush(cache.make_key(BUFFER), json.dumps(entry, separators=(",", ":")))
+        length = redis.rpush(key, json.dumps(entry, separators=(",", ":")))
+        if length > settings.API_CALL_LOG_BUFFER_MAX:
+            # Flushing has stopped: keep Redis alive by dropping the oldest entries.
+            redis.ltrim(key, -settings.API_CALL_LOG_BUFFER_MAX, -1)
+            logger.error(
+                "API call log: buffer over %s entries, oldest dropped", settings.API_CALL_LOG_BUFFER_MAX
+            )
     except Exception:  # a log must never fail the call it logs
         logger.warning("API call log: could not buffer an entry", exc_info=True)
 

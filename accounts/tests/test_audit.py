@@ -142,3 +142,20 @@ def test_nothing_is_recorded_when_the_change_fails():
     assert not AuditEntry.objects.filter(action="x").exists()
     token.refresh_from_db()
     assert token.label == "before"
+
+
+def test_an_admin_password_change_is_audited(client):
+    operator = UserFactory(is_staff=True, is_superuser=True)
+    client.force_login(operator)
+    driver = UserFactory()
+    response = client.post(
+        f"/admin/accounts/user/{driver.pk}/password/",
+        {
+            "password1": "a-new-long-pass-phrase",
+            "password2": "a-new-long-pass-phrase",
+            "usable_password": "true",
+        },
+    )
+    assert response.status_code == 302, response.content
+    entry = AuditEntry.objects.get(action="password.set", object_id=str(driver.pk))
+    assert entry.actor == operator

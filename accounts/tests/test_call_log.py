@@ -82,6 +82,13 @@ def test_a_flush_that_died_midway_is_finished_by_the_next_without_duplicates(wor
     assert redis.llen(cache.make_key(call_log.IN_FLIGHT)) == 0
 
 
+def test_the_buffer_is_capped_when_flushing_stops(settings, world):
+    settings.API_CALL_LOG_BUFFER_MAX = 3
+    client = jwt_client(world.a.driver)
+    ids = [client.get("/api/v1/me/")["X-Request-ID"] for _ in range(5)]
+    assert [entry["request_id"] for entry in buffered()] == ids[-3:]  # the newest kept
+
+
 def test_only_one_flush_runs_at_a_time(world):
     jwt_client(world.a.driver).get("/api/v1/me/")
     redis = get_redis_connection("default")
