@@ -88,7 +88,9 @@ def celery_worker_factory(tmp_path) -> Iterator:
     """
     started: list[WorkerProcess] = []
 
-    def start(queue: str | None = None, concurrency: int = 1, pool: str = "prefork") -> WorkerProcess:
+    def start(
+        queue: str | None = None, concurrency: int = 1, pool: str = "prefork", env: dict | None = None
+    ) -> WorkerProcess:
         queue = queue or f"test-{uuid.uuid4().hex[:12]}"
         log = tmp_path / f"worker-{len(started)}.log"
         handle = log.open("w")
@@ -114,7 +116,7 @@ def celery_worker_factory(tmp_path) -> Iterator:
                 "--without-mingle",
             ],
             cwd=ROOT,
-            env=subprocess_env(LOG_FORMAT="text"),
+            env=subprocess_env(LOG_FORMAT="text", **(env or {})),
             stdout=handle,
             stderr=subprocess.STDOUT,
         )

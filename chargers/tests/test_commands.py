@@ -196,3 +196,32 @@ def test_a_charger_idle_for_longer_than_the_redis_read_timeout_still_gets_comman
             return await _send(charger, "ClearCache", {})
 
     assert run(scenario()).status == CommandStatus.ACCEPTED
+
+
+def test_a_celery_worker_sends_a_command_to_a_connected_charger(
+    ocpp_server, charger, celery_worker_factory, channel_prefix
+):
+    # The worker is its own process: the command crosses worker → Redis → ocpp process → charger.
+    from chargers.tasks import send_command
+
+    worker = celery_worker_factory(env={"CHANNEL_LAYER_PREFIX": channel_prefix})
+
+    async def scenario():
+        async with connected(ocpp_server.url, charger.identity, CHARGER_PASSWORD) as cp:
+            await cp.boot()
+            result = send_command.apply_async(
+                args=[charger.pk, "ChangeConfiguration", {"key": "HeartbeatInterval", "value": "120"}],
+                queue=worker.queue,
+            )
+            command_id = await sync_to_async(result.get)(timeout=60)
+            command = await sync_to_async(
+                lambda: wait_until(
+                    lambda: ChargerCommand.objects.filter(pk=command_id, status="accepted").first()
+                )
+            )()
+            return command, cp.config.values["HeartbeatInterval"]
+
+    command, value = run(scenario())
+    assert command is not None, worker.output()
+    assert command.source == "system"
+    assert value == "120"
