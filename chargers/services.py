@@ -27,7 +27,7 @@ from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import IdToken
@@ -691,20 +691,29 @@ def _meter_values_store(
     ]
     if not registers:
         return
-    stored = session.meter_values.filter(measurand=ENERGY_REGISTER, phase="", unit="Wh")
-    for row in registers:
-        # Offline queues arrive in any order, so compare in time order, not arrival order.
-        if stored.filter(
-            Q(timestamp__lt=row.timestamp, value__gt=row.value)
-            | Q(timestamp__gt=row.timestamp, value__lt=row.value)
-        ).exists():
-            _flag(session, "energy register went backwards (meter reset or clock skew)")
-            break
-    newest = max(registers, key=lambda row: row.timestamp)
-    highest = stored.aggregate(top=Max("value"))["top"]
-    _raise_energy(session, int(highest))
-    if session.last_meter_at is None or newest.timestamp > session.last_meter_at:
-        session.last_meter_at = newest.timestamp
+    # The highest register counted so far, and when the newest reading was taken: enough to
+    # judge a reading that comes in time order without a query. Offline queues arrive in any
+    # order; a reading older than the newest is compared against the stored ones.
+    highest = session.meter_start_wh + session.energy_wh
+    newest_at = session.last_meter_at or session.started_at
+    backwards = False
+    for row in sorted(registers, key=lambda row: row.timestamp):
+        if row.timestamp >= newest_at:
+            backwards |= row.value < highest
+            highest, newest_at = max(highest, int(row.value)), row.timestamp
+        else:
+            backwards |= session.meter_values.filter(
+                Q(timestamp__lt=row.timestamp, value__gt=row.value)
+                | Q(timestamp__gt=row.timestamp, value__lt=row.value),
+                measurand=ENERGY_REGISTER,
+                phase="",
+                unit="Wh",
+            ).exists()
+            highest = max(highest, int(row.value))
+    if backwards:
+        _flag(session, "energy register went backwards (meter reset or clock skew)")
+    _raise_energy(session, highest)
+    session.last_meter_at = newest_at
     session.save(update_fields=["energy_wh", "last_meter_at", "needs_review", "review_reasons", "updated_at"])
 
 
