@@ -379,13 +379,18 @@ def number_take(*, series: str, year: int) -> str:
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("number_take must run inside the issuing transaction")
-    NumberCounter.objects.bulk_create(
-        [NumberCounter(series=series, year=year, last_number=0)], ignore_conflicts=True
-    )
-    counter = NumberCounter.objects.select_for_update().get(series=series, year=year)
-    counter.last_number += 1
-    counter.save(update_fields=["last_number"])
-    return f"{series}-{year}-{counter.last_number:06d}"
+    table = NumberCounter._meta.db_table
+    with connection.cursor() as cursor:
+        # One statement: creates the counter row or increments it, holding its row lock until
+        # the transaction ends (PostgreSQL and SQLite both speak this upsert).
+        cursor.execute(
+            f"INSERT INTO {table} (series, year, last_number) VALUES (%s, %s, 1)"  # noqa: S608 - our table
+            f" ON CONFLICT (series, year) DO UPDATE SET last_number = {table}.last_number + 1"
+            " RETURNING last_number",
+            [series, year],
+        )
+        (number,) = cursor.fetchone()
+    return f"{series}-{year}-{number:06d}"
 
 
 # --- invoices ----------------------------------------------------------------------------
@@ -442,7 +447,11 @@ def invoice_issue(*, invoice: Invoice, now: datetime | None = None, render_pdf: 
 
     The PDF is rendered by a task enqueued after commit (``render_pdf=False``: later, on demand).
     """
-    invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+    return _issue(Invoice.objects.select_for_update().get(pk=invoice.pk), now=now, render_pdf=render_pdf)
+
+
+def _issue(invoice: Invoice, *, now: datetime | None, render_pdf: bool) -> Invoice:
+    """Issue an invoice whose row the caller's transaction already holds (locked or just made)."""
     _transition(invoice, InvoiceStatus.OPEN)
     invoice.issued_at = now or timezone.now()
     invoice.number = number_take(series=NumberSeries.INVOICE, year=invoice.issued_at.astimezone(UTC).year)
@@ -509,7 +518,7 @@ def invoice_close_period(*, account_id: int, now: datetime, render_pdf: bool = T
         invoice.save(
             update_fields=["total_excl_vat", "total_vat", "total_incl_vat", "vat_breakdown", "updated_at"]
         )
-        return invoice_issue(invoice=invoice, now=now, render_pdf=render_pdf)
+        return _issue(invoice, now=now, render_pdf=render_pdf)
 
 
 def billing_cycle_run(*, now: datetime | None = None, render_pdfs: bool = True) -> CycleResult:
