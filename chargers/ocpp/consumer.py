@@ -17,6 +17,7 @@ import contextlib
 import logging
 import uuid
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from ocpp.exceptions import OCPPError
@@ -87,6 +88,15 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.calls: set[asyncio.Task] = set()
         self.command_lock = asyncio.Lock()
         logger.info("charger %s connected", self.identity)
+
+    async def dispatch(self, message: dict) -> None:
+        """As Channels', without its close_old_connections() hop to a thread before every frame:
+        this consumer touches the database only through services run by ``off_loop``, which
+        manage their own connections."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     def _heartbeat_interval(self) -> int:
         return ChargePoint.objects.values_list("heartbeat_interval", flat=True).get(pk=self.charge_point_id)
