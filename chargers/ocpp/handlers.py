@@ -71,7 +71,10 @@ def _sanitized(details) -> dict:
 class CentralSystem(OcppChargePoint):
     def __init__(self, identity: str, connection, *, charge_point_id: int):
         super().__init__(
-            identity, connection, response_timeout=settings.OCPP_CALL_TIMEOUT_SECONDS, logger=logging.getLogger("ocpp")
+            identity,
+            connection,
+            response_timeout=settings.OCPP_CALL_TIMEOUT_SECONDS,
+            logger=logging.getLogger("ocpp"),
         )
         self.charge_point_id = charge_point_id
         self._last_seen_write = None
