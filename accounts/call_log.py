@@ -1,6 +1,8 @@
 """The API call log: one entry per ``/api/`` request, written off the request path.
 
-The middleware does one Redis ``RPUSH`` of a small JSON entry per call (no database write);
+The middleware appends a small JSON entry to an in-process list (no database write, no
+network round trip on the request thread); a background thread ships the list to a Redis
+buffer with one ``RPUSH`` every 200 ms (``_Shipper``);
 the beat task ``accounts.tasks.api_call_log_flush`` moves the buffer into PostgreSQL in
 batches (and into DynamoDB when ``API_CALL_LOG_DYNAMODB_TABLE`` is set);
 ``accounts.tasks.api_call_log_purge`` deletes entries older than
@@ -16,9 +18,12 @@ Without Redis (the embedded quick start) entries are written straight to the dat
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import os
 import re
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -89,22 +94,91 @@ def entry_for(request, response, started: float) -> dict:
     }
 
 
-def buffer_entry(entry: dict) -> None:
+class _Shipper:
+    """Moves entries from this process to the Redis buffer, off the request thread.
+
+    A request only appends its JSON line to a list (microseconds). A daemon thread pushes
+    what has gathered with one ``RPUSH`` every ``API_CALL_LOG_SHIP_INTERVAL_MS`` (sooner when
+    ``SHIP_BATCH`` lines are waiting), and at interpreter exit. After a fork (gunicorn, Celery
+    prefork) the child starts its own thread and drops what it inherited (the parent ships that).
+    A process killed with SIGKILL loses at most one interval of entries.
+    """
+
+    SHIP_BATCH = 500
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ship_lock = threading.Lock()
+        self._lines: list[tuple[str, str]] = []  # (Redis key, JSON line)
+        self._pid: int | None = None
+        self._wake = threading.Event()
+
+    def put(self, key: str, line: str) -> None:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._start()
+            self._lines.append((key, line))
+            full = len(self._lines) >= self.SHIP_BATCH
+        if full:
+            self._wake.set()
+
+    def _start(self) -> None:
+        self._pid = os.getpid()
+        self._lines = []
+        thread = threading.Thread(target=self._run, name="api-call-log-shipper", daemon=True)
+        thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(timeout=settings.API_CALL_LOG_SHIP_INTERVAL_MS / 1000)
+            self._wake.clear()
+            self.ship()
+
+    def ship(self) -> int:
+        """Push what has gathered now; returns how many lines went."""
+        with self._ship_lock:
+            with self._lock:
+                lines, self._lines = self._lines, []
+            if not lines:
+                return 0
+            try:
+                by_key: dict[str, list[str]] = {}
+                for key, line in lines:
+                    by_key.setdefault(key, []).append(line)
+                for key, key_lines in by_key.items():
+                    _push(key, key_lines)
+            except Exception:  # a log must never fail or stop the process it logs
+                logger.warning("API call log: could not buffer %s entries", len(lines), exc_info=True)
+            return len(lines)
+
+
+def _push(key: str, lines: list[str]) -> None:
     redis = _redis()
-    if redis is None:
-        _insert([entry])
+    length = 0
+    for start in range(0, len(lines), 1000):
+        length = redis.rpush(key, *lines[start : start + 1000])
+    if length > settings.API_CALL_LOG_BUFFER_MAX:
+        # Flushing has stopped: keep Redis alive by dropping the oldest entries.
+        redis.ltrim(key, -settings.API_CALL_LOG_BUFFER_MAX, -1)
+        logger.error("API call log: buffer over %s entries, oldest dropped", settings.API_CALL_LOG_BUFFER_MAX)
+
+
+_shipper = _Shipper()
+atexit.register(_shipper.ship)
+
+
+def drain() -> int:
+    """Push this process's pending entries to Redis now (tests, shutdown, before a flush)."""
+    return _shipper.ship()
+
+
+def buffer_entry(entry: dict) -> None:
+    if _redis() is None:
+        _insert([entry])  # the embedded quick start: no Redis, write straight away
         return
-    key = cache.make_key(BUFFER)
-    try:
-        length = redis.rpush(key, json.dumps(entry, separators=(",", ":")))
-        if length > settings.API_CALL_LOG_BUFFER_MAX:
-            # Flushing has stopped: keep Redis alive by dropping the oldest entries.
-            redis.ltrim(key, -settings.API_CALL_LOG_BUFFER_MAX, -1)
-            logger.error(
-                "API call log: buffer over %s entries, oldest dropped", settings.API_CALL_LOG_BUFFER_MAX
-            )
-    except Exception:  # a log must never fail the call it logs
-        logger.warning("API call log: could not buffer an entry", exc_info=True)
+    # The key is made here: Django's cache objects are per thread, and the shipper's thread
+    # must push where this request's cache settings say.
+    _shipper.put(cache.make_key(BUFFER), json.dumps(entry, separators=(",", ":")))
 
 
 class ApiCallLogMiddleware:
@@ -172,6 +246,7 @@ def flush(*, batch_size: int | None = None, max_batches: int = 1000) -> int:
     redis = _redis()
     if redis is None:
         return 0
+    drain()
     batch_size = batch_size or settings.API_CALL_LOG_BATCH_SIZE
     buffer_key, in_flight_key, lock_key = (cache.make_key(k) for k in (BUFFER, IN_FLIGHT, LOCK))
     if not redis.set(lock_key, "1", nx=True, ex=300):

@@ -13,6 +13,19 @@ from accounts.scoping import Actor
 from accounts.tests.factories import IdTokenFactory, MembershipFactory, OrganizationFactory, UserFactory
 
 
+@pytest.fixture(autouse=True)
+def _empty_call_log_buffer():
+    """Entries of earlier tests (any app's) may still be on their way to Redis: ship and drop them."""
+    from django.core.cache import cache
+    from django_redis import get_redis_connection
+
+    from accounts import call_log
+
+    call_log.drain()
+    redis = get_redis_connection("default")
+    redis.delete(*(cache.make_key(key) for key in (call_log.BUFFER, call_log.IN_FLIGHT, call_log.LOCK)))
+
+
 @dataclass
 class Tenant:
     organization: Organization
