@@ -24,6 +24,8 @@ def pytest_configure(config):
             "The test suite needs PostgreSQL and Redis: run it with `make test`, or set "
             "DATABASE_URL=postgres://... and REDIS_URL=redis://..."
         )
+    # Plain HTTP in tests, also for servers started before any per-test fixture (live_server).
+    settings.SECURE_SSL_REDIRECT = False
 
 
 @pytest.fixture(autouse=True)
