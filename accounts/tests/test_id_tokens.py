@@ -137,3 +137,11 @@ def test_the_token_list_costs_a_fixed_number_of_queries(world, django_assert_num
     # user, the actor's memberships, count, page
     with django_assert_num_queries(4):
         assert client.get("/api/v1/id-tokens/").status_code == 200
+
+
+def test_the_database_refuses_the_same_idtag_in_another_case():
+    from django.db import IntegrityError, transaction
+
+    IdTokenFactory(uid="CaseTag")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        IdToken.objects.create(uid="casetag")
