@@ -93,6 +93,7 @@ def charger_password_new() -> str:
 class ConnectionVerdict:
     charge_point_id: int | None
     reason: str = ""
+    heartbeat_interval: int = 300
 
     @property
     def accepted(self) -> bool:
@@ -106,21 +107,25 @@ def charger_authenticate(*, identity: str, password: str | None) -> ConnectionVe
     pending registration is on, in which case a Pending charger is created for an operator to
     approve (its BootNotification answers Pending until then).
     """
-    charge_point = ChargePoint.objects.filter(identity=identity).only("pk", "password_hash").first()
+    charge_point = (
+        ChargePoint.objects.filter(identity=identity)
+        .only("pk", "password_hash", "heartbeat_interval")
+        .first()
+    )
     if charge_point is None:
         if not settings.OCPP_PENDING_REGISTRATION:
             return ConnectionVerdict(None, "unknown identity")
         charge_point, _ = ChargePoint.objects.get_or_create(
             identity=identity, defaults={"registration_status": RegistrationStatus.PENDING}
         )
-        return ConnectionVerdict(charge_point.pk)
+        return ConnectionVerdict(charge_point.pk, heartbeat_interval=charge_point.heartbeat_interval)
     if not charge_point.password_hash:
         if settings.OCPP_PENDING_REGISTRATION:
-            return ConnectionVerdict(charge_point.pk)
+            return ConnectionVerdict(charge_point.pk, heartbeat_interval=charge_point.heartbeat_interval)
         return ConnectionVerdict(None, "charger has no password set")
     if password is None or not charger_password_check(password, charge_point.password_hash):
         return ConnectionVerdict(None, "wrong password")
-    return ConnectionVerdict(charge_point.pk)
+    return ConnectionVerdict(charge_point.pk, heartbeat_interval=charge_point.heartbeat_interval)
 
 
 @transaction.atomic

@@ -24,7 +24,7 @@ from ocpp.exceptions import OCPPError
 from ocpp.v16 import call as ocpp_call
 
 from chargers import commands, services
-from chargers.models import ChargePoint, ChargerCommand
+from chargers.models import ChargerCommand
 from chargers.ocpp import registry
 from chargers.ocpp.handlers import CentralSystem, off_loop
 from evcharge.core.request_id import bind_request_id
@@ -74,7 +74,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         self.charge_point_id = verdict.charge_point_id
-        self.heartbeat_interval = await db(self._heartbeat_interval)()
+        self.heartbeat_interval = verdict.heartbeat_interval
         await self.accept(subprotocol=SUBPROTOCOL)
 
         previous = registry.claim(self.identity, self.channel_name, registry.ttl_for(self.heartbeat_interval))
@@ -97,9 +97,6 @@ class OcppConsumer(AsyncWebsocketConsumer):
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
-
-    def _heartbeat_interval(self) -> int:
-        return ChargePoint.objects.values_list("heartbeat_interval", flat=True).get(pk=self.charge_point_id)
 
     async def disconnect(self, code: int) -> None:
         if self.central is None:

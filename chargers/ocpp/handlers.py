@@ -77,7 +77,7 @@ class CentralSystem(OcppChargePoint):
             logger=logging.getLogger("ocpp"),
         )
         self.charge_point_id = charge_point_id
-        self._last_seen_write = None
+        self._last_seen_write = timezone.now()  # the consumer recorded the connection just now
 
     # --- framing -----------------------------------------------------------------------
 
