@@ -111,7 +111,9 @@ def test_an_online_charger_with_stale_status_is_asked_for_it(ocpp_server, settin
             # nothing heard about status yet: the poll asks for it
             result = await sync_to_async(polling.poll)()
             await sync_to_async(
-                lambda: wait_until(lambda: Connector.objects.get(pk=connector_pk).status == "Available")
+                lambda: wait_until(
+                    lambda: Connector.objects.get(pk=connector_pk).status == "Available", timeout=30
+                )
             )()
             return result
 
