@@ -125,6 +125,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "organization",
         "prefix",
         "scopes",
+        "rate_limit",
         "expires_at",
         "created_by",
         "created_at",

@@ -1,5 +1,6 @@
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -159,6 +160,17 @@ class IdToken(models.Model):
         return self.status
 
 
+def validate_rate(value: str) -> None:
+    from accounts.throttling import parse_rate
+
+    try:
+        count, seconds = parse_rate(value)
+    except (ValueError, KeyError, TypeError):
+        raise ValidationError("A rate like 600/min, 10/s or 5000/hour.") from None
+    if count < 1 or seconds < 1:
+        raise ValidationError("A rate like 600/min, 10/s or 5000/hour.")
+
+
 class ApiKeyScope(models.TextChoices):
     """What an API key may do, per area. ``<area>:write`` includes ``<area>:read``."""
 
@@ -189,6 +201,13 @@ class ApiKey(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+    rate_limit = models.CharField(
+        max_length=32,
+        blank=True,
+        validators=[validate_rate],
+        help_text="This key's own rate for the API, e.g. 5000/min; empty: the default for API keys. "
+        "Set by operators.",
+    )
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
 

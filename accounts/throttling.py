@@ -7,7 +7,9 @@ concurrent requests in any number of processes never lose a count (no read-then-
 Rates come from ``API_RATE_LIMITS`` (``evcharge/settings/accounts.py``): per *throttle scope*
 (a view's ``throttle_scope`` attribute, ``"default"`` when it has none), one rate per kind of
 caller, e.g. ``{"default": {"user": "600/min", "api_key": "1200/min", "anon": "60/min"}}``.
-A rate of ``None`` means unlimited. Over the limit the API answers 429 with ``Retry-After``.
+A rate of ``None`` means unlimited. An API key's own ``rate_limit`` (set by operators in the
+admin) replaces the default scope's API key rate for that key. Over the limit the API answers
+429 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -93,6 +95,8 @@ class RedisRateThrottle(BaseThrottle):
         kind, ident = self.caller(request)
         limits = settings.API_RATE_LIMITS.get(scope) or settings.API_RATE_LIMITS["default"]
         rate = parse_rate(limits.get(kind))
+        if kind == "api_key" and scope == "default" and request.auth.rate_limit:
+            rate = parse_rate(request.auth.rate_limit)  # an operator set this key's own rate
         if rate is None:
             return True
         allowed, window = rate

@@ -118,6 +118,7 @@ class ApiKeySerializer(serializers.ModelSerializer):
             "prefix",
             "organization",
             "scopes",
+            "rate_limit",
             "created_at",
             "expires_at",
             "revoked_at",

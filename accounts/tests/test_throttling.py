@@ -101,3 +101,23 @@ def test_the_limit_holds_for_concurrent_http_requests_to_a_live_server(settings,
     for _status, retry_after, body in refused:
         assert int(retry_after) >= 1
         assert body["error"]["code"] == "throttled"
+
+
+@pytest.mark.django_db
+def test_an_operator_can_give_a_key_its_own_rate(settings, world):
+    settings.API_RATE_LIMITS = {"default": {"user": None, "api_key": f"100/{LONG_WINDOW}", "anon": None}}
+    world.a.api_key.rate_limit = f"2/{LONG_WINDOW}"
+    world.a.api_key.full_clean()
+    world.a.api_key.save()
+    slow, other = key_client(world.a.key), key_client(world.b.key)
+    assert [slow.get("/api/v1/id-tokens/").status_code for _ in range(3)] == [200, 200, 429]
+    assert [other.get("/api/v1/id-tokens/").status_code for _ in range(3)] == [200, 200, 200]
+
+
+@pytest.mark.django_db
+def test_a_malformed_key_rate_is_refused(world):
+    from django.core.exceptions import ValidationError
+
+    world.a.api_key.rate_limit = "lots"
+    with pytest.raises(ValidationError):
+        world.a.api_key.full_clean()
