@@ -535,18 +535,13 @@ def session_stop(
     if tag_status == "ConcurrentTx":
         tag_status = "Accepted"  # the running session is this one
     with transaction.atomic():
-        session = (
-            ChargingSession.objects.select_for_update()
-            .filter(pk=transaction_id, charge_point_id=charge_point_id)
-            .first()
+        session = _session_for_update(
+            charge_point_id=charge_point_id,
+            transaction_id=transaction_id,
+            unknown=TransactionAnomaly.Kind.UNKNOWN_TRANSACTION_STOP,
+            payload={"meterStop": meter_stop, "timestamp": timestamp, "reason": reason, "idTag": id_tag},
         )
         if session is None:
-            TransactionAnomaly.objects.create(
-                charge_point_id=charge_point_id,
-                kind=TransactionAnomaly.Kind.UNKNOWN_TRANSACTION_STOP,
-                transaction_id=transaction_id,
-                payload={"meterStop": meter_stop, "timestamp": timestamp, "reason": reason, "idTag": id_tag},
-            )
             return StopResult(tag_status, recorded=False)
         if session.status == SessionStatus.COMPLETED:
             return StopResult(tag_status, recorded=False)  # a resend: nothing changes
@@ -575,6 +570,23 @@ def session_stop(
         session_id = session.pk
         transaction.on_commit(lambda: _enqueue_pricing(session_id))
     return StopResult(tag_status, recorded=True)
+
+
+def _session_for_update(
+    *, charge_point_id: int, transaction_id: int, unknown: str, payload: dict
+) -> ChargingSession | None:
+    """The charger's session ``transaction_id``, locked; None (and an anomaly recorded) if the
+    charger names a transaction we never issued to it (-1 included)."""
+    session = (
+        ChargingSession.objects.select_for_update()
+        .filter(pk=transaction_id, charge_point_id=charge_point_id)
+        .first()
+    )
+    if session is None:
+        TransactionAnomaly.objects.create(
+            charge_point_id=charge_point_id, kind=unknown, transaction_id=transaction_id, payload=payload
+        )
+    return session
 
 
 def _enqueue_pricing(session_id: int) -> None:
@@ -635,18 +647,12 @@ def meter_values_record(
     with transaction.atomic():
         session = None
         if transaction_id is not None:
-            session = (
-                ChargingSession.objects.select_for_update()
-                .filter(pk=transaction_id, charge_point_id=charge_point_id)
-                .first()
+            session = _session_for_update(
+                charge_point_id=charge_point_id,
+                transaction_id=transaction_id,
+                unknown=TransactionAnomaly.Kind.UNKNOWN_TRANSACTION_METER,
+                payload={"connectorId": connector_id, "meterValue": meter_value},
             )
-            if session is None:
-                TransactionAnomaly.objects.create(
-                    charge_point_id=charge_point_id,
-                    kind=TransactionAnomaly.Kind.UNKNOWN_TRANSACTION_METER,
-                    transaction_id=transaction_id,
-                    payload={"connectorId": connector_id, "meterValue": meter_value},
-                )
         elif connector_id > 0:
             session = (
                 ChargingSession.objects.select_for_update()
