@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+from django.db import transaction
 from django.db.models import Prefetch
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
@@ -20,8 +21,10 @@ from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.audit import audit_snapshot, audited
 from accounts.permissions import ApiKeyScopePermission
 from accounts.scoping import ScopedQuerysetMixin, actor_for_request, scope_queryset
+from accounts.services import audit_record
 from billing import services
 from billing.api.filters import CdrFilter, InvoiceFilter, PaymentFilter
 from billing.api.serializers import (
@@ -118,7 +121,9 @@ class TariffViewSet(
         serializer.is_valid(raise_exception=True)
         if Tariff.objects.filter(ocpi_id=serializer.validated_data["id"]).exists():
             raise Conflict("a tariff with this id exists; PUT it to replace it", code="tariff_exists")
-        tariff = services.tariff_save_ocpi(data=self._ocpi(request.data, serializer))
+        with transaction.atomic():
+            tariff = services.tariff_save_ocpi(data=self._ocpi(request.data, serializer))
+            _audit_created(self.actor, "tariff.create", tariff)
         return Response(self.get_serializer(tariff).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -133,7 +138,13 @@ class TariffViewSet(
         if serializer.validated_data["id"] != tariff_id:
             raise Conflict("the body's id differs from the URL's", code="id_mismatch")
         existing = Tariff.objects.filter(ocpi_id=tariff_id).first()
-        tariff = services.tariff_save_ocpi(data=self._ocpi(data, serializer), tariff=existing)
+        with transaction.atomic():
+            if existing is None:
+                tariff = services.tariff_save_ocpi(data=self._ocpi(data, serializer))
+                _audit_created(self.actor, "tariff.create", tariff)
+            else:
+                with audited(actor=self.actor, action="tariff.update", obj=existing, source="api"):
+                    tariff = services.tariff_save_ocpi(data=self._ocpi(data, serializer), tariff=existing)
         tariff = self.get_queryset().get(pk=tariff.pk)
         return Response(
             self.get_serializer(tariff).data,
@@ -190,8 +201,15 @@ class TariffAssignmentViewSet(
                 raise NotFound(
                     f"no {values['scope']} with this id", details={"target_id": values.get("target_id")}
                 )
-        assignment = services.tariff_assign(tariff=tariff, scope=values["scope"], target=target)
+        with transaction.atomic():
+            assignment = services.tariff_assign(tariff=tariff, scope=values["scope"], target=target)
+            _audit_created(self.actor, "tariff.assign", assignment)
         return Response(self.get_serializer(assignment).data, status=status.HTTP_201_CREATED)
+
+
+def _audit_created(actor, action: str, obj) -> None:
+    """A row the API just made, in the audit log with its state (inside the same transaction)."""
+    audit_record(actor=actor, action=action, obj=obj, after=audit_snapshot(obj), source="api")
 
 
 # --- CDRs, accounts, invoices, payments --------------------------------------------------
@@ -250,19 +268,35 @@ class InvoiceViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
             return Response(PaymentSerializer(rows, many=True).data)
         data = PaymentInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        payment = services.payment_record(invoice=invoice, recorded_by=request.user, **data.validated_data)
+        with (
+            transaction.atomic(),
+            audited(actor=self.actor, action="invoice.payment", obj=invoice, source="api"),
+        ):
+            payment = services.payment_record(
+                invoice=invoice, recorded_by=request.user, **data.validated_data
+            )
         return Response(PaymentSerializer(payment).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={200: InvoiceSerializer})
     @action(detail=True, methods=["post"], permission_classes=OPERATOR_ONLY)
     def void(self, request, pk=None):
-        invoice = services.invoice_void(invoice=self.get_object())
+        invoice = self.get_object()
+        with (
+            transaction.atomic(),
+            audited(actor=self.actor, action="invoice.void", obj=invoice, source="api"),
+        ):
+            invoice = services.invoice_void(invoice=invoice)
         return Response(self.get_serializer(self.get_queryset().get(pk=invoice.pk)).data)
 
     @extend_schema(request=None, responses={200: InvoiceSerializer})
     @action(detail=True, methods=["post"], url_path="mark-uncollectible", permission_classes=OPERATOR_ONLY)
     def mark_uncollectible(self, request, pk=None):
-        invoice = services.invoice_mark_uncollectible(invoice=self.get_object())
+        invoice = self.get_object()
+        with (
+            transaction.atomic(),
+            audited(actor=self.actor, action="invoice.mark_uncollectible", obj=invoice, source="api"),
+        ):
+            invoice = services.invoice_mark_uncollectible(invoice=invoice)
         return Response(self.get_serializer(self.get_queryset().get(pk=invoice.pk)).data)
 
 
@@ -288,12 +322,14 @@ class CreditNoteViewSet(ScopedQuerysetMixin, mixins.CreateModelMixin, viewsets.R
         data.is_valid(raise_exception=True)
         values = data.validated_data
         cdr = get_object_or_404(scope_queryset(Cdr.objects.all(), self.actor), pk=values["cdr"])
-        note = services.credit_note_create(
-            cdr=cdr,
-            amount_excl_vat=values.get("amount_excl_vat"),
-            reason=values["reason"],
-            created_by=request.user,
-        )
+        with transaction.atomic():
+            note = services.credit_note_create(
+                cdr=cdr,
+                amount_excl_vat=values.get("amount_excl_vat"),
+                reason=values["reason"],
+                created_by=request.user,
+            )
+            _audit_created(self.actor, "credit_note.create", note)
         return Response(self.get_serializer(note).data, status=status.HTTP_201_CREATED)
 
 
@@ -308,4 +344,11 @@ class BillingRunView(APIView):
         from billing.tasks import billing_cycle_run
 
         result = billing_cycle_run.delay()
+        audit_record(
+            actor=actor_for_request(request),
+            action="billing.run",
+            obj=None,
+            after={"task_id": result.id},
+            source="api",
+        )
         return Response({"task_id": result.id}, status=status.HTTP_202_ACCEPTED)
