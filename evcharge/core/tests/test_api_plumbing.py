@@ -100,3 +100,19 @@ def test_responses_are_gzipped_when_asked(api):
     response = api.get("/api/schema/", {"format": "json"}, HTTP_ACCEPT_ENCODING="gzip")
     assert response["Content-Encoding"] == "gzip"
     assert json.loads(gzip.decompress(response.content))["openapi"].startswith("3.")
+
+
+def test_lists_are_paginated_with_next(api, user):
+    from chargers.tests.factories import ChargePointFactory
+
+    for _ in range(3):
+        ChargePointFactory()
+    api.force_authenticate(user)
+    first = api.get("/api/v1/chargers/", {"page_size": 2}).json()
+    assert first["count"] == 3
+    assert len(first["results"]) == 2
+    assert first["next"].endswith("page=2&page_size=2")
+    second = api.get(first["next"]).json()
+    assert len(second["results"]) == 1
+    assert second["next"] is None
+    assert {r["id"] for r in first["results"]}.isdisjoint({r["id"] for r in second["results"]})
