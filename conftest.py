@@ -44,6 +44,14 @@ def _test_settings(settings):
 
 
 @pytest.fixture(autouse=True)
+def _own_media_root(settings, tmp_path, monkeypatch):
+    """Stored files (invoice PDFs) go to a folder of the test's own, in this process and in
+    the workers it starts (which read MEDIA_ROOT from the environment)."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    monkeypatch.setenv("MEDIA_ROOT", str(settings.MEDIA_ROOT))
+
+
+@pytest.fixture(autouse=True)
 def _clean_cache() -> Iterator[None]:
     """Each test starts with none of our keys in Redis (only our prefix is touched)."""
     from django.core.cache import cache
