@@ -13,6 +13,7 @@ from django.utils.html import format_html, format_html_join
 from chargers.choices import CommandAction, CommandSource, RegistrationStatus
 from chargers.commands import InvalidCommand, command_send, command_wait
 from chargers.models import (
+    Authorization,
     AvailabilitySample,
     ChargePoint,
     ChargerCommand,
@@ -526,3 +527,18 @@ class AvailabilitySampleAdmin(admin.ModelAdmin):
     @admin.display(description="online")
     def availability(self, sample):
         return f"{100 * sample.online_samples / sample.samples:.1f} %" if sample.samples else "-"
+
+
+@admin.register(Authorization)
+class AuthorizationAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "charge_point", "id_tag", "status", "session", "never_started"]
+    list_filter = ["status", "never_started"]
+    search_fields = ["id_tag", "charge_point__identity"]
+    list_select_related = ["charge_point", "session"]
+    readonly_fields = ["charge_point", "id_tag", "status", "created_at", "session", "never_started"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

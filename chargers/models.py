@@ -329,3 +329,28 @@ class TransactionAnomaly(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} ({self.charge_point_id}, tx {self.transaction_id})"
+
+
+class Authorization(models.Model):
+    """An Authorize a charger sent, our answer, and the session it led to (if any).
+
+    An accepted authorization with no session after ``OCPP_AUTHORIZED_NOT_STARTED_SECONDS`` is
+    marked ``never_started`` by status polling (a driver tapped a card and left, or the car
+    refused to charge): support sees it in the admin.
+    """
+
+    charge_point = models.ForeignKey(ChargePoint, on_delete=models.CASCADE, related_name="authorizations")
+    id_tag = models.CharField(max_length=20)
+    status = models.CharField(max_length=16)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    session = models.ForeignKey(
+        ChargingSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="authorizations"
+    )
+    never_started = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["charge_point", "id_tag", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.id_tag} at {self.charge_point_id}: {self.status}"

@@ -8,8 +8,8 @@ set-based (a few queries whatever the number of chargers) and harmless to repeat
 2. online chargers whose status is older than ``OCPP_STATUS_STALE_SECONDS`` are asked for it
    (TriggerMessage StatusNotification), at most once per stale period;
 3. sessions with no meter values for ``OCPP_SESSION_SILENT_HOURS`` are flagged, and accepted
-   remote starts that never became a session within ``OCPP_AUTHORIZED_NOT_STARTED_SECONDS``
-   are marked;
+   remote starts and Authorize requests that never became a session within
+   ``OCPP_AUTHORIZED_NOT_STARTED_SECONDS`` are marked;
 4. each charger's availability sample for today counts one more poll (and one more online);
 5. commands nobody answered are closed (their ocpp process died).
 """
@@ -25,7 +25,14 @@ from django.utils import timezone
 
 from chargers.choices import CommandAction, CommandSource, CommandStatus, SessionStatus
 from chargers.commands import command_send, commands_expire
-from chargers.models import AvailabilitySample, ChargePoint, ChargerCommand, ChargingSession, OcppMessage
+from chargers.models import (
+    Authorization,
+    AvailabilitySample,
+    ChargePoint,
+    ChargerCommand,
+    ChargingSession,
+    OcppMessage,
+)
 from chargers.services import chargers_offline, session_flag
 
 
@@ -36,6 +43,7 @@ def poll(*, now=None) -> dict:
         "status_requested": chargers_request_stale_status(now=now),
         "silent_sessions": sessions_flag_silent(now=now),
         "remote_starts_unused": remote_starts_mark_unused(now=now),
+        "authorizations_unused": authorizations_mark_unused(now=now),
         "availability": availability_sample(now=now),
         "commands_expired": commands_expire(now=now),
     }
@@ -106,6 +114,14 @@ def remote_starts_mark_unused(*, now) -> int:
         .exclude(pk__in=used)
         .update(error="accepted, but no session started within the window")
     )
+
+
+def authorizations_mark_unused(*, now) -> int:
+    """Accepted Authorize requests that no session followed within the window."""
+    cutoff = now - timedelta(seconds=settings.OCPP_AUTHORIZED_NOT_STARTED_SECONDS)
+    return Authorization.objects.filter(
+        status="Accepted", session__isnull=True, never_started=False, created_at__lt=cutoff
+    ).update(never_started=True)
 
 
 @transaction.atomic

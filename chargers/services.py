@@ -35,6 +35,7 @@ from accounts.services import id_token_authorization
 from chargers import live
 from chargers.choices import ConnectorStatus, RegistrationStatus, SessionStatus
 from chargers.models import (
+    Authorization,
     ChargePoint,
     ChargerCommand,
     ChargingSession,
@@ -375,6 +376,14 @@ def id_tag_status(*, id_tag: str) -> tuple[str, IdToken | None]:
     return status, token
 
 
+@transaction.atomic
+def authorize(*, charge_point_id: int, id_tag: str) -> dict:
+    """Answer an Authorize (its idTagInfo) and record it, to link it to the session it starts."""
+    info = id_tag_info(id_tag=id_tag)
+    Authorization.objects.create(charge_point_id=charge_point_id, id_tag=id_tag, status=info["status"])
+    return info
+
+
 def id_tag_info(*, id_tag: str) -> dict:
     status, token = id_tag_status(id_tag=id_tag)
     info: dict = {"status": status}
@@ -484,6 +493,21 @@ def _session_create(
         _flag(session, "negative meterStart")
     session.remote_command = _remote_start_for(charge_point_id, connector_id, id_tag, now)
     session.save()
+    if session.status == SessionStatus.ACTIVE:
+        window = now - timedelta(seconds=settings.OCPP_AUTHORIZED_NOT_STARTED_SECONDS)
+        latest = (
+            Authorization.objects.filter(
+                charge_point_id=charge_point_id,
+                id_tag__iexact=id_tag,
+                status="Accepted",
+                session__isnull=True,
+                created_at__gte=window,
+            )
+            .order_by("-created_at")
+            .first()
+        )
+        if latest is not None:
+            Authorization.objects.filter(pk=latest.pk).update(session=session, never_started=False)
     return StartResult(session.pk, status)
 
 

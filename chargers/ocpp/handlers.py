@@ -175,7 +175,7 @@ class CentralSystem(OcppChargePoint):
 
     @on(Action.authorize)
     async def on_authorize(self, id_tag: str):
-        info = await service(services.id_tag_info, id_tag=id_tag)
+        info = await service(services.authorize, charge_point_id=self.charge_point_id, id_tag=id_tag)
         return call_result.Authorize(id_tag_info=info)
 
     @on(Action.start_transaction)

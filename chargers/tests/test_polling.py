@@ -147,3 +147,29 @@ def test_the_ocpp_message_log_is_pruned_after_its_retention(settings):
     OcppMessage.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=31))
     assert polling.ocpp_messages_purge() == 1
     assert list(OcppMessage.objects.values_list("pk", flat=True)) == [recent.pk]
+
+
+def test_an_accepted_authorize_without_a_session_is_marked_and_one_with_a_session_is_linked(settings):
+    from chargers.models import Authorization
+    from chargers.services import authorize, session_start
+
+    settings.OCPP_AUTHORIZED_NOT_STARTED_SECONDS = 300
+    charger = ChargePointFactory()
+    ConnectorFactory(charge_point=charger, connector_id=1)
+    walked_away, charged = IdTokenFactory(uid="TAP-AND-GO"), IdTokenFactory(uid="TAP-AND-CHARGE")
+    assert authorize(charge_point_id=charger.pk, id_tag=walked_away.uid)["status"] == "Accepted"
+    assert authorize(charge_point_id=charger.pk, id_tag=charged.uid)["status"] == "Accepted"
+    assert authorize(charge_point_id=charger.pk, id_tag="NOBODY")["status"] == "Invalid"
+    started = session_start(
+        charge_point_id=charger.pk,
+        connector_id=1,
+        id_tag=charged.uid,
+        meter_start=0,
+        timestamp=timezone.now().isoformat(),
+    )
+    assert polling.authorizations_mark_unused(now=timezone.now() + timedelta(minutes=6)) == 1
+    rows = {a.id_tag: a for a in Authorization.objects.all()}
+    assert rows["TAP-AND-GO"].never_started
+    assert rows["TAP-AND-CHARGE"].session_id == started.transaction_id
+    assert not rows["TAP-AND-CHARGE"].never_started
+    assert not rows["NOBODY"].never_started  # refused: nothing was expected to start
