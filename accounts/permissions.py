@@ -44,3 +44,37 @@ class IsPerson(BasePermission):
 
     def has_permission(self, request, view) -> bool:
         return bool(request.user and request.user.is_authenticated and not isinstance(request.auth, ApiKey))
+
+
+class IsOperatorOrReadOnly(BasePermission):
+    """Anyone signed in reads; operators (staff, members and keys of an operator organization) write."""
+
+    message = "Only operators may do this."
+
+    def has_permission(self, request, view) -> bool:
+        from accounts.scoping import actor_for_request
+
+        if not request.user or not request.user.is_authenticated:
+            return False
+        return request.method in SAFE_METHODS or actor_for_request(request).is_operator
+
+
+class IsOperator(BasePermission):
+    message = "Only operators may do this."
+
+    def has_permission(self, request, view) -> bool:
+        from accounts.scoping import actor_for_request
+
+        return bool(request.user and request.user.is_authenticated and actor_for_request(request).is_operator)
+
+
+# The project defaults (signed in; API key scopes) plus an operator check, for views that set
+# their own permission_classes.
+def _defaults_and(permission) -> list:
+    from rest_framework.permissions import IsAuthenticated
+
+    return [IsAuthenticated, ApiKeyScopePermission, permission]
+
+
+READ_OR_OPERATOR = _defaults_and(IsOperatorOrReadOnly)
+OPERATOR_ONLY = _defaults_and(IsOperator)

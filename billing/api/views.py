@@ -15,14 +15,14 @@ from django.db.models import Prefetch
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import mixins, permissions, status, viewsets
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.audit import audit_snapshot, audited
-from accounts.permissions import ApiKeyScopePermission
+from accounts.permissions import OPERATOR_ONLY, READ_OR_OPERATOR
 from accounts.scoping import ScopedQuerysetMixin, actor_for_request, scope_queryset
 from accounts.services import audit_record
 from billing import services
@@ -53,25 +53,6 @@ from billing.models import (
     TariffElement,
 )
 from evcharge.core.errors import Conflict, NotFound
-
-
-class IsOperatorOrReadOnly(permissions.BasePermission):
-    """Anyone signed in reads; operators (staff, operator organizations) write."""
-
-    def has_permission(self, request, view) -> bool:
-        if not request.user or not request.user.is_authenticated:
-            return False
-        return request.method in permissions.SAFE_METHODS or actor_for_request(request).is_operator
-
-
-class IsOperator(permissions.BasePermission):
-    def has_permission(self, request, view) -> bool:
-        return bool(request.user and request.user.is_authenticated and actor_for_request(request).is_operator)
-
-
-# The project defaults (signed in; API key scopes) plus ours.
-READ_OR_OPERATOR = [permissions.IsAuthenticated, ApiKeyScopePermission, IsOperatorOrReadOnly]
-OPERATOR_ONLY = [permissions.IsAuthenticated, ApiKeyScopePermission, IsOperator]
 
 
 class DecimalJSONParser(JSONParser):

@@ -4,11 +4,11 @@ endpoints with their own input and output serializers, calling services."""
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, permissions, status, viewsets
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from accounts.permissions import ApiKeyScopePermission
+from accounts.permissions import READ_OR_OPERATOR
 from accounts.scoping import ScopedQuerysetMixin
 from chargers import selectors
 from chargers.api.filters import ChargerFilter, SessionFilter
@@ -32,15 +32,6 @@ WAIT_PARAMETER = OpenApiParameter(
 )
 
 
-class IsOperatorForWrites(permissions.BasePermission):
-    """Reads for every authenticated caller; writes for operators only."""
-
-    message = "Only operators may do this."
-
-    def has_permission(self, request, view) -> bool:
-        return request.method in permissions.SAFE_METHODS or view.actor.is_operator
-
-
 def _wait_seconds(request) -> float:
     try:
         return max(0.0, float(request.query_params.get("wait", 0)))
@@ -57,7 +48,7 @@ class ChargerViewSet(ScopedQuerysetMixin, mixins.CreateModelMixin, viewsets.Read
     filterset_class = ChargerFilter
     ordering_fields = ["identity", "last_seen_at", "created_at"]
     ordering = ["identity"]
-    permission_classes = [permissions.IsAuthenticated, ApiKeyScopePermission, IsOperatorForWrites]
+    permission_classes = READ_OR_OPERATOR
     api_area = "chargers"
 
     def get_queryset(self):
