@@ -242,7 +242,7 @@ class CdrAdmin(ReadOnlyAdmin):
     search_fields = ["=id", "=session__id", "charge_point_identity", "id_tag", "account__name"]
     list_select_related = ["account", "invoice_line__invoice"]
     readonly_fields = ["pricing_pretty", "snapshot_pretty"]
-    exclude = ["pricing", "tariff_snapshot"]
+    exclude = ["pricing", "snapshot"]
 
     @admin.action(description="Issue a credit note for what is left of the CDR")
     def credit_in_full(self, request, queryset):

@@ -274,11 +274,32 @@ class BillingAccount(TimeStampedModel):
         return self.name
 
 
+class TariffSnapshot(models.Model):
+    """The OCPI JSON of a tariff exactly as it priced CDRs: one row per distinct version.
+
+    Content-addressed (``digest`` is the SHA-256 of the canonical JSON), so thousands of CDRs
+    priced by the same tariff version share one row, and editing a tariff later makes a new
+    row instead of changing what earlier CDRs were priced with. Never updated or deleted while
+    a CDR points at it.
+    """
+
+    digest = models.CharField(max_length=64, unique=True)
+    data = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "tariff snapshot"
+
+    def __str__(self) -> str:
+        return f"{self.data.get('id', '?')} @ {self.digest[:12]}"
+
+
 class Cdr(models.Model):
     """Charge detail record: one priced, finished session. Immutable (a trigger refuses UPDATE).
 
-    ``tariff_snapshot`` is the OCPI JSON of the tariff as priced; ``pricing`` the engine's
-    result (periods, step extras, VAT by rate). Corrections are ``CreditNote`` rows.
+    ``snapshot`` holds the OCPI JSON of the tariff as priced (shared by every CDR of that
+    tariff version); ``pricing`` the engine's result (periods, step extras, VAT by rate).
+    Corrections are ``CreditNote`` rows.
     """
 
     session = models.OneToOneField("chargers.ChargingSession", on_delete=models.PROTECT, related_name="cdr")
@@ -287,7 +308,7 @@ class Cdr(models.Model):
     )
     # PROTECT: a tariff that priced CDRs stays (and a CDR row is never updated to forget it).
     tariff = models.ForeignKey(Tariff, null=True, on_delete=models.PROTECT, related_name="cdrs")
-    tariff_snapshot = models.JSONField()
+    snapshot = models.ForeignKey(TariffSnapshot, on_delete=models.PROTECT, related_name="+")
     pricing = models.JSONField()
     charge_point_identity = models.CharField(max_length=48)
     connector_id = models.PositiveSmallIntegerField()
@@ -326,6 +347,11 @@ class Cdr(models.Model):
     @property
     def total_incl(self) -> Money:
         return Money(self.total_incl_vat, self.currency)
+
+    @property
+    def tariff_snapshot(self) -> dict:
+        """The OCPI JSON of the tariff this CDR was priced with."""
+        return self.snapshot.data
 
 
 class Invoice(TimeStampedModel):

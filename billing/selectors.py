@@ -53,7 +53,8 @@ def tariff_valid_at(tariff: Tariff, moment: datetime) -> bool:
 
 
 def tariff_resolver():
-    """``tariff_for_session`` for many sessions: loads every assignment once, then resolves in memory."""
+    """``tariff_for_session`` for many sessions: loads every assignment once, then resolves in memory
+    from a session's ids (its token's organization, connector, charger, site) and start."""
     by_scope: dict[str, dict[int | None, Tariff]] = {scope: {} for scope in SCOPE_PRECEDENCE}
     target = {
         AssignmentScope.ORGANIZATION: "organization_id",
@@ -65,20 +66,26 @@ def tariff_resolver():
         key = getattr(assignment, target[assignment.scope]) if assignment.scope in target else None
         by_scope[assignment.scope][key] = assignment.tariff
 
-    def resolve(session) -> Tariff | None:
-        token = session.id_token
+    def resolve(
+        *,
+        organization_id: int | None,
+        connector_id: int | None,
+        charge_point_id: int | None,
+        site_id: int | None,
+        started_at: datetime,
+    ) -> Tariff | None:
         keys = {
-            AssignmentScope.ORGANIZATION: token.organization_id if token is not None else None,
-            AssignmentScope.CONNECTOR: session.connector_id,
-            AssignmentScope.CHARGE_POINT: session.charge_point_id,
-            AssignmentScope.SITE: session.charge_point.site_id,
+            AssignmentScope.ORGANIZATION: organization_id,
+            AssignmentScope.CONNECTOR: connector_id,
+            AssignmentScope.CHARGE_POINT: charge_point_id,
+            AssignmentScope.SITE: site_id,
             AssignmentScope.DEFAULT: None,
         }
         for scope in SCOPE_PRECEDENCE:
             key = keys[scope]
             if (key is not None or scope == AssignmentScope.DEFAULT) and key in by_scope[scope]:
                 tariff = by_scope[scope][key]
-                if tariff_valid_at(tariff, session.started_at):
+                if tariff_valid_at(tariff, started_at):
                     return tariff
         return None
 

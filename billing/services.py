@@ -7,18 +7,22 @@ The rules themselves are in ``docs/billing.md``; pricing is ``billing.pricing``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, OuterRef, Sum
+from django.db import connection, transaction
+from django.db.models import Exists, Min, OuterRef, Sum
 from django.utils import timezone
 
 from billing import selectors
@@ -42,6 +46,7 @@ from billing.models import (
     Tariff,
     TariffAssignment,
     TariffElement,
+    TariffSnapshot,
 )
 from billing.ocpi import OcpiError, element_columns, tariff_from_ocpi, tariff_to_ocpi, to_decimal
 from billing.periods import last_closed_period
@@ -173,19 +178,18 @@ def session_cost_estimate(*, session) -> dict[str, Any] | None:
     }
 
 
-def billing_account_for_session(*, session, currency: str) -> BillingAccount | None:
-    """The account a session is billed to: its token's organization, else its user (made on first use)."""
-    token = session.id_token
-    if token is None:
-        return None
-    if token.organization_id is not None:
-        org = token.organization
+def _account_for_owner(*, organization_id: int | None, user_id: int | None, currency: str):
+    """The billing account of a token's owner: its organization, else its user (made on first use)."""
+    from accounts.models import Organization, User
+
+    if organization_id is not None:
+        org = Organization.objects.get(pk=organization_id)
         account, _ = BillingAccount.objects.get_or_create(
             organization=org, defaults={"name": org.name, "currency": currency}
         )
         return account
-    if token.user_id is not None:
-        user = token.user
+    if user_id is not None:
+        user = User.objects.get(pk=user_id)
         account, _ = BillingAccount.objects.get_or_create(
             user=user,
             defaults={"name": user.get_full_name(), "currency": currency, "billing_email": user.email},
@@ -194,166 +198,245 @@ def billing_account_for_session(*, session, currency: str) -> BillingAccount | N
     return None
 
 
-def _cdr_row(*, session, tariff: Tariff, snapshot: dict, priced: PricedSession, account) -> Cdr:
-    pricing = priced.as_json()
-    return Cdr(
-        session=session,
-        account=account,
-        tariff=tariff,
-        tariff_snapshot=snapshot,
-        pricing=pricing,
-        charge_point_identity=session.charge_point.identity,
-        connector_id=session.connector.connector_id,
-        site_time_zone=selectors.session_time_zone(session=session),
-        id_tag=session.id_tag,
-        started_at=session.started_at,
-        stopped_at=priced.stopped_at,
-        energy_wh=int((priced.energy_kwh * 1000).to_integral_value(ROUND_HALF_UP)),
-        total_energy_kwh=Decimal(pricing["total_energy_kwh"]),
-        total_time_hours=Decimal(pricing["total_time_hours"]),
-        total_parking_time_hours=Decimal(pricing["total_parking_time_hours"]),
-        currency=priced.currency,
-        total_excl_vat=priced.total_excl.amount,
-        total_vat=priced.total_vat.amount,
-        total_incl_vat=priced.total_incl.amount,
-        vat_breakdown=pricing["vat"],
-    )
-
-
-SESSION_RELATED = ("charge_point__site", "connector", "id_token__organization", "id_token__user")
-
-
-def _owner_key(session) -> tuple[str, int] | None:
+def billing_account_for_session(*, session, currency: str) -> BillingAccount | None:
+    """The account a session is billed to: its token's organization, else its user (made on first use)."""
     token = session.id_token
     if token is None:
         return None
-    if token.organization_id is not None:
-        return ("organization", token.organization_id)
-    if token.user_id is not None:
-        return ("user", token.user_id)
-    return None
+    return _account_for_owner(organization_id=token.organization_id, user_id=token.user_id, currency=currency)
 
 
-def _billing_accounts_for(sessions) -> dict[tuple[str, int], BillingAccount]:
-    """The existing billing accounts of these sessions' owners, in two queries."""
-    org_ids = {k[1] for s in sessions if (k := _owner_key(s)) and k[0] == "organization"}
-    user_ids = {k[1] for s in sessions if (k := _owner_key(s)) and k[0] == "user"}
-    found: dict[tuple[str, int], BillingAccount] = {}
-    for account in BillingAccount.objects.filter(organization_id__in=org_ids):
-        found[("organization", account.organization_id)] = account
-    for account in BillingAccount.objects.filter(user_id__in=user_ids):
-        found[("user", account.user_id)] = account
-    return found
+def snapshot_digest(data: dict[str, Any]) -> str:
+    """SHA-256 of a tariff's canonical JSON: the identity of a :class:`TariffSnapshot`."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def tariff_snapshot_take(*, tariff: Tariff) -> TariffSnapshot:
+    """The snapshot row of ``tariff`` as it is now (made once per distinct version)."""
+    data = _json_safe(tariff_ocpi(tariff=tariff))
+    snapshot, _ = TariffSnapshot.objects.get_or_create(digest=snapshot_digest(data), defaults={"data": data})
+    return snapshot
+
+
+# Columns a CDR row is written with (the bulk path writes them in this order).
+CDR_COLUMNS = (
+    "session_id",
+    "account_id",
+    "tariff_id",
+    "snapshot_id",
+    "pricing",
+    "charge_point_identity",
+    "connector_id",
+    "site_time_zone",
+    "id_tag",
+    "started_at",
+    "stopped_at",
+    "energy_wh",
+    "total_energy_kwh",
+    "total_time_hours",
+    "total_parking_time_hours",
+    "currency",
+    "total_excl_vat",
+    "total_vat",
+    "total_incl_vat",
+    "vat_breakdown",
+    "created_at",
+)
+_JSON_COLUMNS = frozenset({"pricing", "vat_breakdown"})
+
+# What pricing needs of a session, read as plain tuples (no model instances: this is the bulk path).
+_SESSION_FACTS = (
+    "pk",
+    "started_at",
+    "stopped_at",
+    "meter_start_wh",
+    "meter_stop_wh",
+    "id_tag",
+    "charge_point__identity",
+    "connector__connector_id",
+    "connector_id",
+    "charge_point_id",
+    "charge_point__site_id",
+    "charge_point__site__time_zone",
+    "id_token__organization_id",
+    "id_token__user_id",
+)
 
 
 def cdr_create_for_session(*, session_id: int) -> Cdr | None:
-    """Price a completed session and store its CDR, once.
+    """Price a completed session and store its CDR, once (the per-stop task's entry point).
 
-    Idempotent: the database holds one CDR per session, a second run returns the first CDR.
-    Returns ``None`` (and logs) for a missing or unfinished session, or when no tariff applies.
+    The same path as :func:`cdrs_create_for_sessions`, for one session. Idempotent: the database
+    holds one CDR per session; a second run (or a race) returns the first CDR. Returns ``None``
+    for a missing or unfinished session, or when no tariff applies (logged).
     """
-    from chargers.models import ChargingSession
-
-    existing = Cdr.objects.filter(session_id=session_id).first()
-    if existing is not None:
-        return existing
-    session = ChargingSession.objects.select_related(*SESSION_RELATED).filter(pk=session_id).first()
-    if session is None:
-        logger.info("cdr: session %s does not exist", session_id)
-        return None
-    if session.stopped_at is None:
-        logger.info("cdr: session %s has not finished", session_id)
-        return None
-    tariff = selectors.tariff_for_session(session=session)
-    if tariff is None:
-        logger.warning("cdr: no tariff applies to session %s (no default tariff?)", session_id)
-        return None
-    snapshot = _json_safe(tariff_ocpi(tariff=tariff))
-    try:
-        priced = session_price(session=session, tariff_json=snapshot)
-    except PricingError:
-        logger.exception("cdr: session %s cannot be priced", session_id)
-        return None
-    try:
-        with transaction.atomic():
-            account = billing_account_for_session(session=session, currency=priced.currency)
-            cdr = _cdr_row(session=session, tariff=tariff, snapshot=snapshot, priced=priced, account=account)
-            cdr.save(force_insert=True)
-            return cdr
-    except IntegrityError:
-        # Another worker stored it between our check and our insert: theirs is the CDR.
-        existing = Cdr.objects.filter(session_id=session_id).first()
-        if existing is None:
-            raise
-        return existing
+    cdrs_create_for_sessions(session_ids=[session_id])
+    return Cdr.objects.filter(session_id=session_id).first()
 
 
 def cdrs_create_for_sessions(*, session_ids: list[int]) -> int:
-    """Price many finished sessions at once: set-based loads, one bulk insert. Returns CDRs written.
+    """Price finished sessions into CDRs, once each. Returns the number of CDRs written.
 
-    Same rules and engine as :func:`cdr_create_for_session`; sessions that have a CDR, are not
-    finished or have no tariff are skipped. Idempotent under concurrency: the insert skips a
-    session another worker priced meanwhile (``ON CONFLICT DO NOTHING`` on the session key).
+    Set-based: one query for the sessions, one for their register readings, one for the
+    accounts, a snapshot row per tariff version, then every CDR in one write (PostgreSQL:
+    ``COPY`` into a temporary table and one ``INSERT … ON CONFLICT (session) DO NOTHING``).
+    Sessions that have a CDR, are unfinished or have no tariff are skipped. Idempotent under
+    concurrency: a session another worker priced meanwhile is skipped by the unique key.
     """
     from chargers.models import ChargingSession, MeterValue
 
-    sessions = list(
+    facts = list(
         ChargingSession.objects.filter(pk__in=session_ids, stopped_at__isnull=False)
         .exclude(Exists(Cdr.objects.filter(session_id=OuterRef("pk"))))
-        .select_related(*SESSION_RELATED)
         .order_by("pk")
+        .values_list(*_SESSION_FACTS)
     )
-    if not sessions:
+    known = {row[0] for row in facts}
+    for missing in sorted(set(session_ids) - known):
+        logger.info("cdr: session %s is missing, unfinished or already priced", missing)
+    if not facts:
         return 0
     readings: dict[int, list[Reading]] = defaultdict(list)
-    rows = MeterValue.objects.filter(
-        session_id__in=[s.pk for s in sessions],
+    for session_id, timestamp, value in MeterValue.objects.filter(
+        session_id__in=known,
         measurand=selectors.ENERGY_REGISTER,
         phase="",
         location__in=selectors.REGISTER_LOCATIONS,
-    ).values_list("session_id", "timestamp", "value")
-    for session_id, timestamp, value in rows:
+    ).values_list("session_id", "timestamp", "value"):
         readings[session_id].append(Reading(timestamp, value))
-    accounts = _billing_accounts_for(sessions)
+    accounts = _accounts_by_owner(facts)
     resolve = selectors.tariff_resolver()
-    engines: dict[int, tuple[dict, Any]] = {}
-    cdrs = []
-    for session in sessions:
-        tariff = resolve(session)
+    engines: dict[int, tuple[int, Any]] = {}  # tariff pk -> (snapshot pk, engine tariff)
+    now = timezone.now()
+    rows = []
+    for (
+        session_id,
+        started_at,
+        stopped_at,
+        meter_start,
+        meter_stop,
+        id_tag,
+        identity,
+        connector_no,
+        connector_pk,
+        charge_point_pk,
+        site_pk,
+        time_zone,
+        org_id,
+        user_id,
+    ) in facts:
+        tariff = resolve(
+            organization_id=org_id,
+            connector_id=connector_pk,
+            charge_point_id=charge_point_pk,
+            site_id=site_pk,
+            started_at=started_at,
+        )
         if tariff is None:
+            logger.warning("cdr: no tariff applies to session %s (no default tariff?)", session_id)
             continue
         if tariff.pk not in engines:
-            snapshot = _json_safe(tariff_ocpi(tariff=tariff))
-            engines[tariff.pk] = (snapshot, tariff_from_ocpi(snapshot))
-        snapshot, engine = engines[tariff.pk]
-        session_readings = readings.get(session.pk, [])
-        if session.meter_stop_wh is not None and session.meter_stop_wh >= 0:
-            session_readings = [
-                *session_readings,
-                Reading(session.stopped_at, Decimal(session.meter_stop_wh)),
-            ]
+            snapshot = tariff_snapshot_take(tariff=tariff)
+            engines[tariff.pk] = (snapshot.pk, tariff_from_ocpi(snapshot.data))
+        snapshot_pk, engine = engines[tariff.pk]
+        session_readings = readings.get(session_id, [])
+        if meter_stop is not None and meter_stop >= 0:
+            session_readings = [*session_readings, Reading(stopped_at, meter_stop)]
+        time_zone = time_zone or "UTC"
         try:
             priced = price_session(
                 tariff=engine,
-                started_at=session.started_at,
-                stopped_at=max(session.stopped_at, session.started_at),
-                meter_start_wh=session.meter_start_wh,
+                started_at=started_at,
+                stopped_at=max(stopped_at, started_at),
+                meter_start_wh=meter_start,
                 readings=session_readings,
-                time_zone=selectors.session_time_zone(session=session),
+                time_zone=time_zone,
             )
         except PricingError:
-            logger.exception("cdr: session %s cannot be priced", session.pk)
+            logger.exception("cdr: session %s cannot be priced", session_id)
             continue
-        key = _owner_key(session)
-        account = accounts.get(key) if key is not None else None
-        if key is not None and account is None:  # first CDR of this owner: make its account
-            account = accounts[key] = billing_account_for_session(session=session, currency=priced.currency)
-        cdrs.append(
-            _cdr_row(session=session, tariff=tariff, snapshot=snapshot, priced=priced, account=account)
+        account = None
+        if org_id is not None or user_id is not None:
+            key = (org_id, None) if org_id is not None else (None, user_id)
+            account = accounts.get(key)
+            if account is None:  # the owner's first CDR: make its account
+                account = accounts[key] = _account_for_owner(
+                    organization_id=org_id, user_id=user_id, currency=priced.currency
+                )
+        pricing = priced.as_json()
+        rows.append(
+            (
+                session_id,
+                account.pk if account is not None else None,
+                tariff.pk,
+                snapshot_pk,
+                pricing,
+                identity,
+                connector_no,
+                time_zone,
+                id_tag,
+                started_at,
+                priced.stopped_at,
+                math.floor(priced.energy_wh + Fraction(1, 2)),  # Wh, half-up
+                Decimal(pricing["total_energy_kwh"]),
+                Decimal(pricing["total_time_hours"]),
+                Decimal(pricing["total_parking_time_hours"]),
+                priced.currency,
+                priced.total_excl.amount,
+                priced.total_vat.amount,
+                priced.total_incl.amount,
+                pricing["vat"],
+                now,
+            )
         )
-    with transaction.atomic():
-        created = Cdr.objects.bulk_create(cdrs, ignore_conflicts=True, batch_size=1000)
-    return len(created)
+    return _cdrs_insert(rows)
+
+
+def _accounts_by_owner(facts) -> dict[tuple[int | None, int | None], BillingAccount]:
+    """Existing billing accounts of these sessions' owners, keyed (organization id, user id)."""
+    org_ids = {row[12] for row in facts if row[12] is not None}
+    user_ids = {row[13] for row in facts if row[12] is None and row[13] is not None}
+    found: dict[tuple[int | None, int | None], BillingAccount] = {}
+    for account in BillingAccount.objects.filter(organization_id__in=org_ids):
+        found[(account.organization_id, None)] = account
+    for account in BillingAccount.objects.filter(user_id__in=user_ids):
+        found[(None, account.user_id)] = account
+    return found
+
+
+def _cdrs_insert(rows: list[tuple]) -> int:
+    """Write CDR rows (``CDR_COLUMNS`` order), skipping sessions that have one. Returns rows written."""
+    if not rows:
+        return 0
+    json_at = [i for i, name in enumerate(CDR_COLUMNS) if name in _JSON_COLUMNS]
+    if connection.vendor != "postgresql":  # the embedded SQLite quick start
+        with transaction.atomic():
+            created = Cdr.objects.bulk_create(
+                [Cdr(**dict(zip(CDR_COLUMNS, row, strict=True))) for row in rows], ignore_conflicts=True
+            )
+        return len(created)
+    columns = ", ".join(CDR_COLUMNS)
+    table = Cdr._meta.db_table
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Our own table and column names only. The temporary table lives for this transaction.
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE billing_cdr_load ON COMMIT DROP AS SELECT {columns} FROM {table} WITH NO DATA"  # noqa: E501, S608
+        )
+        with cursor.copy(f"COPY billing_cdr_load ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                row = list(row)
+                for i in json_at:
+                    row[i] = json.dumps(row[i], separators=(",", ":"))
+                copy.write_row(row)
+        cursor.execute(
+            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM billing_cdr_load"  # noqa: S608
+            " ON CONFLICT (session_id) DO NOTHING"
+        )
+        written = cursor.rowcount
+        # Dropped now, not only at commit: the caller's transaction may price another batch.
+        cursor.execute("DROP TABLE billing_cdr_load")
+        return written
 
 
 def cdr_sweep(*, stopped_before: datetime, batch_size: int = 2000) -> int:
@@ -372,25 +455,32 @@ def cdr_sweep(*, stopped_before: datetime, batch_size: int = 2000) -> int:
 
 
 def number_take(*, series: str, year: int) -> str:
-    """The next gapless number of ``series`` in ``year``, e.g. ``INV-2026-000123``.
+    """The next gapless number of ``series`` in ``year``, e.g. ``INV-2026-000123``."""
+    return numbers_take(series=series, year=year, count=1)[0]
+
+
+def numbers_take(*, series: str, year: int, count: int) -> list[str]:
+    """The next ``count`` gapless numbers of ``series`` in ``year``, in order.
 
     Locks the ``(series, year)`` counter row until the caller's transaction ends, so a rollback
-    gives the number back and numbers follow commit order. Call inside ``transaction.atomic``.
+    gives the numbers back and numbers follow commit order. Call inside ``transaction.atomic``.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("number_take must run inside the issuing transaction")
+    if count < 1:
+        return []
     table = NumberCounter._meta.db_table
     with connection.cursor() as cursor:
-        # One statement: creates the counter row or increments it, holding its row lock until
+        # One statement: creates the counter row or advances it, holding its row lock until
         # the transaction ends (PostgreSQL and SQLite both speak this upsert).
         cursor.execute(
-            f"INSERT INTO {table} (series, year, last_number) VALUES (%s, %s, 1)"  # noqa: S608 - our table
-            f" ON CONFLICT (series, year) DO UPDATE SET last_number = {table}.last_number + 1"
+            f"INSERT INTO {table} (series, year, last_number) VALUES (%s, %s, %s)"  # noqa: S608 - our table
+            f" ON CONFLICT (series, year) DO UPDATE SET last_number = {table}.last_number + %s"
             " RETURNING last_number",
-            [series, year],
+            [series, year, count, count],
         )
-        (number,) = cursor.fetchone()
-    return f"{series}-{year}-{number:06d}"
+        (last,) = cursor.fetchone()
+    return [f"{series}-{year}-{number:06d}" for number in range(last - count + 1, last + 1)]
 
 
 # --- invoices ----------------------------------------------------------------------------
@@ -405,40 +495,43 @@ def _transition(invoice: Invoice, target: str) -> None:
     invoice.status = target
 
 
-def _vat_breakdown(*, invoice_id: int) -> list[dict[str, str]]:
-    """VAT by rate of an invoice: the sums of its CDRs' own per-rate bases and (rounded) amounts."""
+def _vat_breakdowns(*, invoice_ids: list[int]) -> dict[int, list[dict[str, str]]]:
+    """VAT by rate of each invoice: the sums of its CDRs' own per-rate bases and (rounded) amounts."""
+    found: dict[int, list[dict[str, str]]] = {pk: [] for pk in invoice_ids}
     if connection.vendor != "postgresql":  # the embedded SQLite quick start: the same sums in Python
-        rates: dict[str, list[Decimal]] = {}
-        for breakdown in Cdr.objects.filter(invoice_line__invoice_id=invoice_id).values_list(
-            "vat_breakdown", flat=True
+        sums: dict[int, dict[str, list[Decimal]]] = defaultdict(dict)
+        for invoice_id, breakdown in Cdr.objects.filter(invoice_line__invoice_id__in=invoice_ids).values_list(
+            "invoice_line__invoice_id", "vat_breakdown"
         ):
             for line in breakdown:
-                entry = rates.setdefault(line["rate"], [Decimal(0), Decimal(0)])
+                entry = sums[invoice_id].setdefault(line["rate"], [Decimal(0), Decimal(0)])
                 entry[0] += Decimal(line["base"])
                 entry[1] += Decimal(line["amount"])
-        return [
-            {"rate": rate, "base": str(base), "amount": str(amount)}
-            for rate, (base, amount) in sorted(rates.items(), key=lambda item: Decimal(item[0]))
-        ]
+        for invoice_id, rates in sums.items():
+            found[invoice_id] = [
+                {"rate": rate, "base": str(base), "amount": str(amount)}
+                for rate, (base, amount) in sorted(rates.items(), key=lambda item: Decimal(item[0]))
+            ]
+        return found
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            SELECT e.value ->> 'rate',
+            SELECT l.invoice_id,
+                   e.value ->> 'rate',
                    sum((e.value ->> 'base')::numeric),
                    sum((e.value ->> 'amount')::numeric)
             FROM billing_invoiceline l
             JOIN billing_cdr c ON c.id = l.cdr_id
             CROSS JOIN LATERAL jsonb_array_elements(c.vat_breakdown) AS e
-            WHERE l.invoice_id = %s
-            GROUP BY 1
-            ORDER BY (e.value ->> 'rate')::numeric
+            WHERE l.invoice_id = ANY(%s)
+            GROUP BY 1, 2
+            ORDER BY 1, (e.value ->> 'rate')::numeric
             """,
-            [invoice_id],
+            [list(invoice_ids)],
         )
-        return [
-            {"rate": rate, "base": str(base), "amount": str(amount)}
-            for rate, base, amount in cursor.fetchall()
-        ]
+        for invoice_id, rate, base, amount in cursor.fetchall():
+            found[invoice_id].append({"rate": rate, "base": str(base), "amount": str(amount)})
+    return found
 
 
 @transaction.atomic
@@ -476,64 +569,125 @@ class CycleResult:
     invoices_created: list[int]
 
 
-def invoice_close_period(*, account_id: int, now: datetime, render_pdf: bool = True) -> Invoice | None:
-    """Turn the account's unbilled CDRs into the invoice of its last closed period, once.
+def invoices_close_periods(*, account_ids: list[int], now: datetime, render_pdf: bool = True) -> list[int]:
+    """Turn these accounts' unbilled CDRs into the invoices of their last closed periods, once.
 
-    One transaction: locks the account row, then the new invoice, then the number counter.
-    Set-based: the lines are one ``INSERT … SELECT`` and the totals are summed from them, so
-    the invoice equals its lines even if a CDR commits meanwhile. Returns ``None`` when the
-    period already has its invoice or nothing is unbilled.
+    One transaction for the whole batch, set-based: locks the account rows (in id order), makes
+    the invoices that are due in one insert, their lines in one ``INSERT … SELECT``, sums the
+    totals from the lines (so an invoice equals its lines even if a CDR commits meanwhile),
+    then takes the batch's gapless numbers from the locked counter and issues them. An account
+    whose period already has its invoice, or that has nothing unbilled before the period's end,
+    is skipped. Returns the ids of the invoices made. Lock order: accounts → counter.
     """
     with transaction.atomic():
-        account = BillingAccount.objects.select_for_update().filter(pk=account_id).first()
-        if account is None:
-            return None
-        period_start, period_end = last_closed_period(account.period, account.time_zone, now)
-        if Invoice.objects.filter(account=account, period_start=period_start).exists():
-            return None
-        unbilled = selectors.cdrs_unbilled_for(account=account, before=period_end)
-        if not unbilled.exists():
-            return None
-        invoice = Invoice.objects.create(
-            account=account, period_start=period_start, period_end=period_end, currency=account.currency
+        accounts = list(BillingAccount.objects.select_for_update().filter(pk__in=account_ids).order_by("pk"))
+        periods = {a.pk: last_closed_period(a.period, a.time_zone, now) for a in accounts}
+        invoiced = set(
+            Invoice.objects.filter(
+                account_id__in=periods, period_start__in={start for start, _ in periods.values()}
+            ).values_list("account_id", "period_start")
         )
-        select, params = unbilled.values_list(
-            "pk", "total_excl_vat", "total_vat", "total_incl_vat"
-        ).query.sql_with_params()
+        earliest = {
+            (row["account_id"], row["currency"]): row["first"]
+            for row in Cdr.objects.filter(account_id__in=periods)
+            .exclude(Exists(InvoiceLine.objects.filter(cdr=OuterRef("pk"))))
+            .values("account_id", "currency")
+            .annotate(first=Min("stopped_at"))
+        }
+        due = []
+        for account in accounts:
+            start, end = periods[account.pk]
+            first = earliest.get((account.pk, account.currency))
+            if (account.pk, start) not in invoiced and first is not None and first < end:
+                due.append(
+                    Invoice(account=account, period_start=start, period_end=end, currency=account.currency)
+                )
+        if not due:
+            return []
+        invoices = Invoice.objects.bulk_create(due)
+        ids = [invoice.pk for invoice in invoices]
+        account_marks = ", ".join(["%s"] * len(invoices))
+        invoice_marks = ", ".join(["%s"] * len(ids))
         with connection.cursor() as cursor:
+            # Our own table names; the ids are bound parameters. The same rule as
+            # ``selectors.cdrs_unbilled_for``: the account's currency, stopped before the period
+            # end, on no invoice yet — "on no invoice" is the unique CDR key of the lines table
+            # (``ON CONFLICT DO NOTHING``), not an anti-join: an anti-join against the table this
+            # statement fills gets planned as a rescan per row while that table looks empty.
             cursor.execute(
-                f"INSERT INTO {InvoiceLine._meta.db_table} (invoice_id, cdr_id, total_excl_vat, total_vat, total_incl_vat)"  # noqa: E501, S608 - our own table names and ORM-built SQL
-                f" SELECT %s, u.* FROM ({select}) AS u",
-                [invoice.pk, *params],
+                f"""
+                INSERT INTO {InvoiceLine._meta.db_table} (invoice_id, cdr_id, total_excl_vat, total_vat, total_incl_vat)
+                SELECT i.id, c.id, c.total_excl_vat, c.total_vat, c.total_incl_vat
+                FROM {Cdr._meta.db_table} c
+                JOIN {Invoice._meta.db_table} i
+                  ON i.account_id = c.account_id AND i.currency = c.currency AND c.stopped_at < i.period_end
+                WHERE c.account_id IN ({account_marks}) AND i.id IN ({invoice_marks})
+                ON CONFLICT (cdr_id) DO NOTHING
+                """,  # noqa: E501, S608
+                [*(invoice.account_id for invoice in invoices), *ids],
             )
-        totals = invoice.lines.aggregate(
-            excl=Sum("total_excl_vat"), vat=Sum("total_vat"), incl=Sum("total_incl_vat")
+        totals = {
+            row["invoice_id"]: row
+            for row in InvoiceLine.objects.filter(invoice_id__in=ids)
+            .values("invoice_id")
+            .annotate(excl=Sum("total_excl_vat"), vat=Sum("total_vat"), incl=Sum("total_incl_vat"))
+        }
+        vat = _vat_breakdowns(invoice_ids=ids)
+        issued_year = now.astimezone(UTC).year
+        numbers = numbers_take(series=NumberSeries.INVOICE, year=issued_year, count=len(invoices))
+        for invoice, number in zip(invoices, numbers, strict=True):
+            row = totals[invoice.pk]
+            invoice.total_excl_vat, invoice.total_vat, invoice.total_incl_vat = (
+                row["excl"],
+                row["vat"],
+                row["incl"],
+            )
+            invoice.vat_breakdown = vat[invoice.pk]
+            _transition(invoice, InvoiceStatus.OPEN)
+            invoice.issued_at = now
+            invoice.number = number
+            invoice.updated_at = timezone.now()  # bulk_update does not touch auto_now fields
+        Invoice.objects.bulk_update(
+            invoices,
+            [
+                "total_excl_vat",
+                "total_vat",
+                "total_incl_vat",
+                "vat_breakdown",
+                "status",
+                "issued_at",
+                "number",
+                "updated_at",
+            ],
+            batch_size=500,
         )
-        invoice.total_excl_vat, invoice.total_vat, invoice.total_incl_vat = (
-            totals["excl"],
-            totals["vat"],
-            totals["incl"],
-        )
-        invoice.vat_breakdown = _vat_breakdown(invoice_id=invoice.pk)
-        invoice.save(
-            update_fields=["total_excl_vat", "total_vat", "total_incl_vat", "vat_breakdown", "updated_at"]
-        )
-        return _issue(invoice, now=now, render_pdf=render_pdf)
+        if render_pdf:
+            transaction.on_commit(lambda: [_enqueue_pdf(pk) for pk in ids])
+        return ids
 
 
 def billing_cycle_run(*, now: datetime | None = None, render_pdfs: bool = True) -> CycleResult:
-    """Close the last period of every account with unbilled CDRs, one account per transaction.
+    """Close the last period of every account with unbilled CDRs, in batches of accounts.
+
+    ``settings.BILLING_CYCLE_BATCH`` accounts per transaction (:func:`invoices_close_periods`).
 
     Safe to run twice at once, to retry, or to rerun after a crash: each account's invoice is
-    made exactly once (account lock + unique constraints), committed accounts are skipped.
+    made exactly once (account locks + unique constraints), committed batches are skipped.
     """
     now = now or timezone.now()
+    if connection.vendor == "postgresql":
+        # CDRs arrive in bulk between cycles (a sweep can write a million): fresh planner
+        # statistics keep the set-based statements below on their indexes. Samples a bounded
+        # number of rows, so it costs the same on any table size.
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {Cdr._meta.db_table}")
     account_ids = list(selectors.accounts_with_unbilled_cdrs(before=now).values_list("pk", flat=True))
     created = []
-    for account_id in account_ids:
-        invoice = invoice_close_period(account_id=account_id, now=now, render_pdf=render_pdfs)
-        if invoice is not None:
-            created.append(invoice.pk)
+    batch = settings.BILLING_CYCLE_BATCH
+    for i in range(0, len(account_ids), batch):
+        created += invoices_close_periods(
+            account_ids=account_ids[i : i + batch], now=now, render_pdf=render_pdfs
+        )
     return CycleResult(accounts_seen=len(account_ids), invoices_created=created)
 
 

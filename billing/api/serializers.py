@@ -93,13 +93,14 @@ class BillingAccountSerializer(serializers.ModelSerializer):
 
 class CdrSerializer(serializers.ModelSerializer):
     session = serializers.IntegerField(source="session_id", read_only=True)
-    tariff = serializers.CharField(source="tariff_snapshot.id", read_only=True, default=None)
+    tariff = serializers.CharField(source="snapshot.data.id", read_only=True, default=None)
     invoice = serializers.SerializerMethodField()
     total_excl_vat = MoneyField("total_excl_vat")
     total_vat = MoneyField("total_vat")
     total_incl_vat = MoneyField("total_incl_vat")
     charging_periods = serializers.JSONField(source="pricing.charging_periods", read_only=True)
     vat = serializers.JSONField(source="pricing.vat", read_only=True)
+    tariff_snapshot = serializers.JSONField(source="snapshot.data", read_only=True)
 
     class Meta:
         model = Cdr

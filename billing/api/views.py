@@ -198,7 +198,7 @@ def _audit_created(actor, action: str, obj) -> None:
 
 @extend_schema(tags=["billing"])
 class CdrViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
-    queryset = Cdr.objects.select_related("invoice_line__invoice").order_by("-stopped_at", "-pk")
+    queryset = Cdr.objects.select_related("invoice_line__invoice", "snapshot").order_by("-stopped_at", "-pk")
     api_area = "billing"
     serializer_class = CdrSerializer
     filterset_class = CdrFilter

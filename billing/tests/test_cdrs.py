@@ -7,7 +7,7 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from billing import selectors, services
-from billing.models import Cdr
+from billing.models import Cdr, TariffSnapshot
 from billing.tests.factories import (
     ChargePointFactory,
     ConnectorFactory,
@@ -80,7 +80,7 @@ def test_one_cdr_per_session_is_enforced_by_the_database():
     with pytest.raises(IntegrityError), transaction.atomic():
         Cdr.objects.create(
             session=cdr.session,
-            tariff_snapshot={},
+            snapshot=cdr.snapshot,
             pricing={},
             charge_point_identity="x",
             connector_id=1,
@@ -120,6 +120,17 @@ def test_tariff_change_leaves_existing_cdr_alone():
     cdr.refresh_from_db()
     assert cdr.total_excl_vat == Decimal("3.00")
     assert cdr.tariff_snapshot["elements"][0]["price_components"][0]["price"] == "0.300000"
+    # The next session is priced with the new version, in a snapshot of its own.
+    later = services.cdr_create_for_session(session_id=SessionFactory().pk)
+    assert later.snapshot_id != cdr.snapshot_id
+    assert later.tariff_snapshot["elements"][0]["price_components"][0]["price"] == "9.000000"
+
+
+def test_cdrs_of_one_tariff_version_share_one_snapshot():
+    default_tariff()
+    cdrs = [services.cdr_create_for_session(session_id=SessionFactory().pk) for _ in range(3)]
+    assert len({c.snapshot_id for c in cdrs}) == 1
+    assert TariffSnapshot.objects.count() == 1
 
 
 def test_missing_unfinished_or_unpriced_sessions_end_quietly():
@@ -192,6 +203,16 @@ def test_sweep_prices_sessions_whose_message_was_lost():
     assert not Cdr.objects.filter(session=live).exists()
 
 
+def _resolve(session):
+    return selectors.tariff_resolver()(
+        organization_id=session.id_token.organization_id if session.id_token else None,
+        connector_id=session.connector_id,
+        charge_point_id=session.charge_point_id,
+        site_id=session.charge_point.site_id,
+        started_at=session.started_at,
+    )
+
+
 def test_expired_tariff_falls_back_to_the_next_scope():
     default = default_tariff(ocpi_id="D")
     connector = ConnectorFactory()
@@ -199,11 +220,11 @@ def test_expired_tariff_falls_back_to_the_next_scope():
     services.tariff_assign(tariff=expired, scope="connector", target=connector)
     session = SessionFactory(connector=connector)  # starts 2026-03-02
     assert selectors.tariff_for_session(session=session) == default
-    assert selectors.tariff_resolver()(session) == default
+    assert _resolve(session) == default
     future = tariff("NEW", start_date_time=datetime(2026, 3, 1, tzinfo=UTC))
     services.tariff_assign(tariff=future, scope="connector", target=connector)
     assert selectors.tariff_for_session(session=session) == future
-    assert selectors.tariff_resolver()(session) == future
+    assert _resolve(session) == future
 
 
 def test_inlet_readings_are_not_mixed_into_the_curve():

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from billing.models import NumberCounter
-from billing.services import number_take
+from billing.services import number_take, numbers_take
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -63,3 +63,14 @@ def test_numbers_are_gapless_under_concurrency(plans):
 def test_number_take_refuses_to_run_outside_a_transaction():
     with pytest.raises(RuntimeError):
         number_take(series="INV", year=2026)
+
+
+def test_a_batch_takes_consecutive_numbers_and_a_rollback_gives_them_back():
+    with transaction.atomic():
+        assert numbers_take(series="INV", year=2998, count=3) == [f"INV-2998-00000{n}" for n in (1, 2, 3)]
+        assert number_take(series="INV", year=2998) == "INV-2998-000004"
+    with transaction.atomic():
+        numbers_take(series="INV", year=2998, count=5)
+        transaction.set_rollback(True)
+    with transaction.atomic():
+        assert numbers_take(series="INV", year=2998, count=2) == ["INV-2998-000005", "INV-2998-000006"]

@@ -120,17 +120,18 @@ def test_two_workers_running_the_same_cycle_make_one_invoice_each(celery_worker_
 def test_worker_killed_mid_cycle_loses_nothing_and_duplicates_nothing(celery_worker_factory):
     accounts = accounts_with_cdrs(8)
     sixth = accounts[5]
-    worker = celery_worker_factory(pool="solo")  # the task runs in the process we kill
+    # Two accounts per transaction: batches (1, 2), (3, 4), (5, 6), (7, 8).
+    worker = celery_worker_factory(pool="solo", env={"BILLING_CYCLE_BATCH": "2"})  # the task runs here
     account_lock = psycopg.connect(test_database_url(), autocommit=False)
     counter_lock = psycopg.connect(test_database_url(), autocommit=False)
     probe = psycopg.connect(test_database_url(), autocommit=True)
     try:
         account_lock.execute("SELECT id FROM billing_billingaccount WHERE id = %s FOR UPDATE", [sixth.pk])
         billing_cycle_run.apply_async(queue=worker.queue)
-        # Five accounts are invoiced and committed; the worker waits for the sixth account.
-        wait_for(lambda: Invoice.objects.count() == 5 and waiting_on_locks(probe) == 1, what="five invoices")
-        # Take the number counter, then let the sixth account go: the worker writes the sixth
-        # invoice and its lines and blocks on the counter, inside its issuing transaction.
+        # Two batches are invoiced and committed; the worker waits for the sixth account.
+        wait_for(lambda: Invoice.objects.count() == 4 and waiting_on_locks(probe) == 1, what="four invoices")
+        # Take the number counter, then let the sixth account go: the worker writes the third
+        # batch's invoices and lines and blocks on the counter, inside its issuing transaction.
         counter_lock.execute("SELECT id FROM billing_numbercounter FOR UPDATE")
         account_lock.rollback()
         wait_for(lambda: waiting_on_locks(probe) == 1, what="worker blocked on the counter")
@@ -145,15 +146,15 @@ def test_worker_killed_mid_cycle_loses_nothing_and_duplicates_nothing(celery_wor
         for conn in (account_lock, counter_lock, probe):
             conn.close()
 
-    # Nothing half-written survived the kill: five whole invoices, the counter at five.
-    assert Invoice.objects.count() == 5
-    assert not Invoice.objects.filter(account=sixth).exists()
-    assert not InvoiceLine.objects.filter(cdr__account=sixth).exists()
-    assert NumberCounter.objects.get().last_number == 5
+    # Nothing half-written survived the kill: four whole invoices, the counter at four.
+    assert Invoice.objects.count() == 4
+    assert not Invoice.objects.filter(account__in=accounts[4:6]).exists()
+    assert not InvoiceLine.objects.filter(cdr__account__in=accounts[4:]).exists()
+    assert NumberCounter.objects.get().last_number == 4
 
     rerun = celery_worker_factory()
     outcome = billing_cycle_run.apply_async(queue=rerun.queue).get(timeout=120)
-    assert len(outcome["invoices_created"]) == 3
+    assert len(outcome["invoices_created"]) == 4
     assert billing_cycle_run.apply_async(queue=rerun.queue).get(timeout=120)["invoices_created"] == []
     assert_billed_exactly_once(accounts)
 

@@ -68,6 +68,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # keep our JSON log format in workers
 
 # Periodic jobs, declared here; the beat process copies them into django-celery-beat's
 # tables on start, where operators see them in the admin and may pause or retime them.
+# Billing accounts invoiced per transaction by the billing cycle (all or none of a batch commit).
+BILLING_CYCLE_BATCH = env_int("BILLING_CYCLE_BATCH", 500)
+
 CELERY_BEAT_SCHEDULE = {
     "housekeeping.clear-expired-sessions": {
         "task": "evcharge.core.tasks.clear_expired_sessions",
