@@ -10,10 +10,17 @@ a segment are quotients (a third of an interval, seconds / 3600) that no finite 
 and the spec allows one rounding only — the CDR total to the currency's minor unit, then VAT
 per rate. Converting the exact total to Decimal is exact whenever it terminates, and a value
 that does not terminate is never a rounding tie, so half-up rounding is decided correctly.
+
+Speed (the CDR path prices a million sessions a run): instants are integer microseconds since
+the session start, so volumes stay plain integers until a division needs a Fraction; the
+local-time boundaries of a zone and day are computed once and cached; rounding and display
+are exact integer arithmetic. ``billing/tests/reference_pricing.py`` is the engine before
+that work, and a property test holds the two to the same JSON on random tariffs and sessions.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -34,8 +41,7 @@ COMPONENT_TYPES = (ENERGY, FLAT, PARKING_TIME, TIME)
 DIMENSIONS = (ENERGY, TIME, PARKING_TIME)  # priced per segment; FLAT once per session
 DAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
 
-# Display precision of per-period volumes and costs on a CDR (totals never use these).
-_DISPLAY = Decimal("0.000001")
+_US_PER_HOUR = 3_600_000_000
 
 
 class PricingError(ValueError):
@@ -105,11 +111,61 @@ class TariffElement:
 
 
 @dataclass(frozen=True, slots=True)
+class _Plan:
+    """What a tariff asks of every session, worked out once per tariff."""
+
+    candidates: dict[str, tuple[tuple[int, PriceComponent, Restrictions], ...]]  # per type, in order
+    times_of_day: tuple[time, ...]  # local times where prices may change (sorted)
+    duration_cuts_us: frozenset[int]
+    kwh_cuts_wh: tuple[Fraction, ...]
+    needs_local: bool  # some restriction looks at local time, date or weekday
+    needs_energy: bool  # ... at the energy delivered so far
+    needs_power: bool  # ... at the charging power
+
+
+def _plan(elements: tuple[TariffElement, ...]) -> _Plan:
+    candidates = {
+        kind: tuple(
+            (index, component, element.restrictions)
+            for index, element in enumerate(elements)
+            if (component := element.component(kind)) is not None
+        )
+        for kind in COMPONENT_TYPES
+    }
+    times: set[time] = set()
+    durations: set[int] = set()
+    kwh: set[Fraction] = set()
+    needs_local = needs_energy = needs_power = False
+    for element in elements:
+        r = element.restrictions
+        times.update(t for t in (r.start_time, r.end_time) if t is not None)
+        if r.start_date is not None or r.end_date is not None or r.day_of_week:
+            times.add(time(0))  # dates and weekdays change at local midnight
+        durations.update(
+            seconds * 1_000_000 for seconds in (r.min_duration, r.max_duration) if seconds is not None
+        )
+        kwh.update(_frac(v) * 1000 for v in (r.min_kwh, r.max_kwh) if v is not None)
+        needs_local |= bool(times)
+        needs_energy |= r.min_kwh is not None or r.max_kwh is not None
+        needs_power |= r.min_power is not None or r.max_power is not None
+    return _Plan(
+        candidates=candidates,
+        times_of_day=tuple(sorted(times)),
+        duration_cuts_us=frozenset(durations),
+        kwh_cuts_wh=tuple(sorted(kwh)),
+        needs_local=needs_local,
+        needs_energy=needs_energy,
+        needs_power=needs_power,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Tariff:
     currency: str
     elements: tuple[TariffElement, ...]
     min_price: Decimal | None = None  # excl. VAT
     max_price: Decimal | None = None
+    plan: _Plan = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         Money.zero(self.currency)  # refuses an unknown currency
@@ -117,6 +173,7 @@ class Tariff:
             raise PricingError("a tariff needs at least one element")
         if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
             raise PricingError("min_price is above max_price")
+        object.__setattr__(self, "plan", _plan(self.elements))
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,13 +215,16 @@ class PricedPeriod:
     components: tuple[PricedComponent, ...]
 
     def as_json(self) -> dict[str, Any]:
-        seconds = Fraction(_micros(self.end - self.start), 10**6)
+        micros = _micros(self.end - self.start)
         return {
             "start_date_time": _iso(self.start),
             "end_date_time": _iso(self.end),
             "dimensions": [
-                {"type": "ENERGY", "volume": _display(self.energy_wh / 1000)},
-                {"type": "TIME" if self.charging else "PARKING_TIME", "volume": _display(seconds / 3600)},
+                {"type": "ENERGY", "volume": _display(self.energy_wh, 1000)},
+                {
+                    "type": "TIME" if self.charging else "PARKING_TIME",
+                    "volume": _display(micros, _US_PER_HOUR),
+                },
             ],
             "components": [c.as_json() for c in self.components],
         }
@@ -209,9 +269,9 @@ class PricedSession:
             "charging_periods": [p.as_json() for p in self.periods],
             "flat": self.flat.as_json() if self.flat else None,
             "step_extras": [c.as_json() for c in self.step_extras],
-            "total_energy_kwh": _display(self.energy_wh / 1000),
-            "total_time_hours": _display(self.charging_seconds / 3600),
-            "total_parking_time_hours": _display(self.parking_seconds / 3600),
+            "total_energy_kwh": _display(self.energy_wh, 1000),
+            "total_time_hours": _display(self.charging_seconds, 3600),
+            "total_parking_time_hours": _display(self.parking_seconds, 3600),
             "total_cost_exact": _display(self.cost_exact),
             "min_max_applied": self.min_max_applied,
             "vat": [v.as_json() for v in self.vat_lines],
@@ -238,10 +298,18 @@ def _exact_decimal(value: Fraction) -> Decimal:
         return Decimal(value.numerator) / Decimal(value.denominator)
 
 
-def _display(value: Fraction) -> str:
-    """A volume or cost for people to read (6 decimals, plain notation); totals never use it."""
-    with localcontext(prec=60):
-        return plain(_exact_decimal(value).quantize(_DISPLAY))
+def _display(value: Fraction | int, per: int = 1) -> str:
+    """``value / per`` for people to read (6 decimals, half-even, plain notation); totals never use it."""
+    if isinstance(value, int):
+        numerator, denominator = value, per
+    else:
+        numerator, denominator = value.numerator, value.denominator * per
+    q, r = divmod(abs(numerator) * 1_000_000, denominator)
+    if 2 * r > denominator or (2 * r == denominator and q & 1):
+        q += 1
+    whole, part = divmod(q, 1_000_000)
+    text = f"{whole}.{part:06d}".rstrip("0").rstrip(".") if part else str(whole)
+    return f"-{text}" if numerator < 0 and q else text
 
 
 def plain(value: Decimal) -> str:
@@ -254,8 +322,31 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _round(value: Fraction, currency: str) -> Decimal:
-    return round_half_up(_exact_decimal(value), currency)
+_ZERO = Decimal(0)
+
+
+@functools.lru_cache(maxsize=1024)
+def _fraction_of(value: Decimal) -> Fraction:
+    """``Fraction(value)`` for the few prices and rates of a tariff, converted once."""
+    return Fraction(value)
+
+
+def _quantize_half_even(value: Fraction, places: int) -> Decimal:
+    """``value`` to ``places`` decimals, ties to even (Decimal's default), exactly."""
+    q, r = divmod(abs(value.numerator) * 10**places, value.denominator)
+    if 2 * r > value.denominator or (2 * r == value.denominator and q & 1):
+        q += 1
+    return Decimal(-q if value < 0 else q).scaleb(-places)
+
+
+def _round(value: Fraction | int, currency: str) -> Decimal:
+    """``value`` rounded half-up (ties away from zero) to the currency's minor unit, exactly."""
+    value = Fraction(value)
+    places = minor_unit(currency)
+    q, r = divmod(abs(value.numerator) * 10**places, value.denominator)
+    if 2 * r >= value.denominator:
+        q += 1
+    return Decimal(-q if value < 0 else q).scaleb(-places)
 
 
 def _require_aware(moment: datetime, name: str) -> None:
@@ -264,24 +355,45 @@ def _require_aware(moment: datetime, name: str) -> None:
 
 
 # --- the timeline ------------------------------------------------------------------------
+# Instants are microseconds since the session start: integers, except where a kWh threshold is
+# crossed between two readings (a Fraction). Energy is Wh since the session start: an integer
+# while the register readings are whole, a Fraction once interpolated.
+
+
+def _number(value: Decimal | int) -> int | Fraction:
+    """A reading as an int when it is whole (the fast case), else an exact Fraction."""
+    if isinstance(value, int):
+        return value
+    as_int = int(value)
+    return as_int if as_int == value else Fraction(value)
+
+
+def _ratio(numerator, denominator) -> int | Fraction:
+    """``numerator / denominator`` exactly: an int when it divides, else a Fraction."""
+    if isinstance(numerator, int) and isinstance(denominator, int):
+        q, r = divmod(numerator, denominator)
+        return q if r == 0 else Fraction(numerator, denominator)
+    return Fraction(numerator) / denominator
 
 
 class _Curve:
-    """Cumulative energy (Wh since session start) as a piecewise-linear function of seconds."""
+    """Cumulative energy (Wh since session start) as a piecewise-linear function of microseconds."""
 
-    def __init__(self, points: list[tuple[Fraction, Fraction]]):
-        self.points = points  # (seconds since start, Wh since start), strictly increasing time
+    __slots__ = ("points",)
 
-    def energy_at(self, t: Fraction) -> Fraction:
+    def __init__(self, points: list[tuple]):
+        self.points = points  # (µs since start, Wh since start), strictly increasing time
+
+    def energy_at(self, t):
         pts = self.points
         if t <= pts[0][0]:
             return pts[0][1]
         for (t0, e0), (t1, e1) in pairwise(pts):
             if t <= t1:
-                return e0 + (e1 - e0) * (t - t0) / (t1 - t0)
+                return e0 + _ratio((e1 - e0) * (t - t0), t1 - t0)
         return pts[-1][1]
 
-    def interval_of(self, t: Fraction) -> tuple[Fraction, Fraction, Fraction, Fraction]:
+    def interval_of(self, t) -> tuple:
         """The reading interval (t0, e0, t1, e1) holding instant ``t`` (a segment midpoint)."""
         pts = self.points
         for (t0, e0), (t1, e1) in pairwise(pts):
@@ -290,44 +402,43 @@ class _Curve:
         (t0, e0), (t1, e1) = pts[-2], pts[-1]
         return t0, e0, t1, e1
 
-    def time_reaching(self, wh: Fraction) -> Fraction | None:
+    def time_reaching(self, wh):
         """First instant at which cumulative energy reaches ``wh`` (None if never)."""
         for (t0, e0), (t1, e1) in pairwise(self.points):
             if e0 < wh <= e1:
-                return t0 + (t1 - t0) * (wh - e0) / (e1 - e0)
+                return t0 + _ratio((t1 - t0) * (wh - e0), e1 - e0)
         return None
 
 
-def _curve(
-    started_at: datetime, stopped_at: datetime, readings: Iterable[Reading], meter_start: Fraction
-) -> _Curve:
-    duration = Fraction(_micros(stopped_at - started_at), 10**6)
-    by_time: dict[Fraction, Fraction] = {}
+def _curve(started_at: datetime, duration_us: int, readings: Iterable[Reading], meter_start) -> _Curve:
+    by_time: dict = {}
     for reading in readings:
         _require_aware(reading.timestamp, "reading timestamp")
-        t = Fraction(_micros(reading.timestamp - started_at), 10**6)
-        t = min(max(t, Fraction(0)), duration)
-        wh = _frac(reading.wh) - meter_start
-        by_time[t] = max(by_time.get(t, wh), wh)
-    by_time.setdefault(Fraction(0), Fraction(0))
-    points: list[tuple[Fraction, Fraction]] = []
-    highest = Fraction(0)
+        t = min(max(_micros(reading.timestamp - started_at), 0), duration_us)
+        wh = _number(reading.wh) - meter_start
+        previous = by_time.get(t)
+        by_time[t] = wh if previous is None or wh > previous else previous
+    by_time.setdefault(0, 0)
+    points: list[tuple] = []
+    highest = 0
     for t in sorted(by_time):
-        highest = max(highest, by_time[t])  # energy never goes backwards
+        if by_time[t] > highest:
+            highest = by_time[t]  # energy never goes backwards
         points.append((t, highest))
     if len(points) == 1:  # zero-length session: a second point at the same instant
-        points.append((points[0][0], points[0][1]))
+        points.append(points[0])
     return _Curve(points)
 
 
 @dataclass(frozen=True, slots=True)
 class _Context:
-    """What restrictions look at, for one segment (constant inside it)."""
+    """What restrictions look at, for one segment (constant inside it). Fields a tariff never
+    looks at are left ``None``."""
 
-    local: datetime
-    elapsed: Fraction  # seconds since session start
-    energy_wh: Fraction  # delivered so far
-    power_kw: Fraction | None
+    local: datetime | None
+    elapsed_us: Fraction | int  # since session start
+    energy_wh: Fraction | int | None  # delivered so far
+    power_kw: Fraction | int | None
 
 
 def _holds(r: Restrictions, ctx: _Context) -> bool:
@@ -343,20 +454,21 @@ def _holds(r: Restrictions, ctx: _Context) -> bool:
         elif start > end and not (now >= start or now < end):  # wraps midnight
             return False
         # start == end: the whole day
-    local_date = ctx.local.date()
-    if r.start_date is not None and local_date < r.start_date:
-        return False
-    if r.end_date is not None and local_date >= r.end_date:
-        return False
+    if r.start_date is not None or r.end_date is not None:
+        local_date = ctx.local.date()
+        if r.start_date is not None and local_date < r.start_date:
+            return False
+        if r.end_date is not None and local_date >= r.end_date:
+            return False
     if r.day_of_week and DAYS[ctx.local.weekday()] not in r.day_of_week:
         return False
     if r.min_kwh is not None and ctx.energy_wh < _frac(r.min_kwh) * 1000:
         return False
     if r.max_kwh is not None and ctx.energy_wh >= _frac(r.max_kwh) * 1000:
         return False
-    if r.min_duration is not None and ctx.elapsed < r.min_duration:
+    if r.min_duration is not None and ctx.elapsed_us < r.min_duration * 1_000_000:
         return False
-    if r.max_duration is not None and ctx.elapsed >= r.max_duration:
+    if r.max_duration is not None and ctx.elapsed_us >= r.max_duration * 1_000_000:
         return False
     if r.min_power is not None or r.max_power is not None:
         if ctx.power_kw is None:
@@ -368,54 +480,28 @@ def _holds(r: Restrictions, ctx: _Context) -> bool:
     return True
 
 
-def _breakpoints(
-    tariff: Tariff, started_at: datetime, stopped_at: datetime, zone: ZoneInfo, curve: _Curve
-) -> list[Fraction]:
-    duration = Fraction(_micros(stopped_at - started_at), 10**6)
-    cuts: set[Fraction] = {Fraction(0), duration}
-    cuts.update(t for t, _ in curve.points)
-    times_of_day: set[time] = set()
-    for element in tariff.elements:
-        r = element.restrictions
-        times_of_day.update(t for t in (r.start_time, r.end_time) if t is not None)
-        if r.start_date is not None or r.end_date is not None or r.day_of_week:
-            times_of_day.add(time(0))  # dates and weekdays change at local midnight
-        for seconds in (r.min_duration, r.max_duration):
-            if seconds is not None:
-                cuts.add(Fraction(seconds))
-        for kwh in (r.min_kwh, r.max_kwh):
-            if kwh is not None:
-                at = curve.time_reaching(_frac(kwh) * 1000)
-                if at is not None:
-                    cuts.add(at)
-    if times_of_day:
-        duration_us = _micros(stopped_at - started_at)
-        day = started_at.astimezone(zone).date() - timedelta(days=1)
-        last_day = stopped_at.astimezone(zone).date() + timedelta(days=1)
-        instants = []
-        while day <= last_day:
-            for moment in times_of_day:
-                # Both occurrences of a local time repeated when clocks go back (fold 0 and 1).
-                for fold in (0, 1):
-                    instants.append(
-                        datetime.combine(day, moment, tzinfo=zone).replace(fold=fold).astimezone(UTC)
-                    )
-            day += timedelta(days=1)
-        # Where clocks jump, local time crosses every skipped or repeated time at once.
-        instants += _offset_changes(zone, started_at, stopped_at)
-        for instant in instants:
-            offset = _micros(instant - started_at)
-            if 0 < offset < duration_us:
-                cuts.add(Fraction(offset, 10**6))
-    return sorted(c for c in cuts if 0 <= c <= duration)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _offset_changes(zone: ZoneInfo, start: datetime, stop: datetime) -> list[datetime]:
-    """UTC instants in [start, stop] where the zone's UTC offset changes (DST), to the microsecond."""
+@functools.lru_cache(maxsize=8192)
+def _day_instants_us(zone: ZoneInfo, day: date, times: tuple[time, ...]) -> tuple[int, ...]:
+    """Epoch µs of each local time on a local day; both occurrences of a time repeated when
+    clocks go back (fold 0 and 1)."""
+    return tuple(
+        _micros(datetime.combine(day, moment, tzinfo=zone).replace(fold=fold).astimezone(UTC) - _EPOCH)
+        for moment in times
+        for fold in (0, 1)
+    )
+
+
+@functools.lru_cache(maxsize=8192)
+def _offset_changes_on(zone: ZoneInfo, utc_day: date) -> tuple[int, ...]:
+    """Epoch µs of each UTC-offset change (DST) of ``zone`` on a UTC day, to the microsecond."""
     changes = []
-    low = start.astimezone(UTC)
-    while low < stop:
-        high = min(low + timedelta(hours=12), stop.astimezone(UTC))
+    low = datetime.combine(utc_day, time(0), tzinfo=UTC)
+    day_end = low + timedelta(days=1)
+    while low < day_end:
+        high = low + timedelta(hours=3)
         if low.astimezone(zone).utcoffset() != high.astimezone(zone).utcoffset():
             a, b = low, high  # offset(a) != offset(b): bisect to the first instant of the new offset
             while b - a > timedelta(microseconds=1):
@@ -424,9 +510,39 @@ def _offset_changes(zone: ZoneInfo, start: datetime, stop: datetime) -> list[dat
                     a = mid
                 else:
                     b = mid
-            changes.append(b)
+            changes.append(_micros(b - _EPOCH))
         low = high
-    return changes
+    return tuple(changes)
+
+
+def _breakpoints(
+    plan: _Plan, started_at: datetime, stopped_at: datetime, duration_us: int, zone: ZoneInfo, curve: _Curve
+) -> list:
+    cuts = {0, duration_us}
+    cuts.update(t for t, _ in curve.points)
+    cuts.update(plan.duration_cuts_us)
+    for wh in plan.kwh_cuts_wh:
+        at = curve.time_reaching(wh)
+        if at is not None:
+            cuts.add(at)
+    if plan.times_of_day:
+        start_us = _micros(started_at - _EPOCH)
+        day = started_at.astimezone(zone).date() - timedelta(days=1)
+        last_day = stopped_at.astimezone(zone).date() + timedelta(days=1)
+        instants: list[int] = []
+        while day <= last_day:
+            instants += _day_instants_us(zone, day, plan.times_of_day)
+            day += timedelta(days=1)
+        # Where clocks jump, local time crosses every skipped or repeated time at once.
+        utc_day = started_at.astimezone(UTC).date()
+        while utc_day <= stopped_at.astimezone(UTC).date():
+            instants += _offset_changes_on(zone, utc_day)
+            utc_day += timedelta(days=1)
+        for instant in instants:
+            offset = instant - start_us
+            if 0 < offset < duration_us:
+                cuts.add(offset)
+    return sorted(c for c in cuts if 0 <= c <= duration_us)
 
 
 # --- pricing -----------------------------------------------------------------------------
@@ -452,15 +568,17 @@ def price_session(
         raise PricingError("stopped_at is before started_at")
     zone = ZoneInfo(time_zone)
     currency = tariff.currency
-    curve = _curve(started_at, stopped_at, readings, _frac(meter_start_wh))
-    cuts = _breakpoints(tariff, started_at, stopped_at, zone, curve)
+    plan = tariff.plan
+    duration_us = _micros(stopped_at - started_at)
+    curve = _curve(started_at, duration_us, readings, _number(meter_start_wh))
+    cuts = _breakpoints(plan, started_at, stopped_at, duration_us, zone, curve)
     if len(cuts) == 1:
         cuts = [cuts[0], cuts[0]]
 
     periods: list[PricedPeriod] = []
     last_component: dict[str, tuple[int, PriceComponent]] = {}
-    volumes: dict[str, Fraction] = {d: Fraction(0) for d in DIMENSIONS}
-    energy_total = charging_s = parking_s = Fraction(0)
+    volumes: dict[str, Fraction | int] = {d: 0 for d in DIMENSIONS}
+    energy_total = charging_us = parking_us = 0
     pending: dict[str, Any] | None = None
 
     def flush() -> None:
@@ -471,58 +589,64 @@ def price_session(
             volume = pending["volume"][kind]
             components.append(
                 PricedComponent(
-                    kind, index, component.price, component.vat, volume, volume * _frac(component.price)
+                    kind,
+                    index,
+                    component.price,
+                    component.vat,
+                    volume,
+                    volume * _fraction_of(component.price),
                 )
             )
         periods.append(
             PricedPeriod(
                 start=pending["start"],
                 end=pending["end"],
-                energy_wh=pending["energy"],
+                energy_wh=Fraction(pending["energy"]),
                 charging=pending["charging"],
                 components=tuple(components),
             )
         )
 
     for a, b in pairwise(cuts):
-        mid = (a + b) / 2
+        mid = _ratio(a + b, 2)
         t0, e0, t1, e1 = curve.interval_of(mid)
         energy = curve.energy_at(b) - curve.energy_at(a) if b > a else e1 - e0
         charging = e1 > e0
-        power = (e1 - e0) / (t1 - t0) * 3600 / 1000 if t1 > t0 else None
         ctx = _Context(
-            local=(started_at + timedelta(microseconds=math.floor(mid * 10**6))).astimezone(zone),
-            elapsed=mid,
-            energy_wh=curve.energy_at(mid),
-            power_kw=power,
+            local=(started_at + timedelta(microseconds=math.floor(mid))).astimezone(zone)
+            if plan.needs_local
+            else None,
+            elapsed_us=mid,
+            energy_wh=curve.energy_at(mid) if plan.needs_energy else None,
+            power_kw=_ratio((e1 - e0) * 3_600_000, t1 - t0) if plan.needs_power and t1 > t0 else None,
         )
-        seconds = b - a
+        span = b - a
+        hours = _ratio(span, _US_PER_HOUR)
         segment_volume = {
-            ENERGY: energy / 1000,
-            TIME: seconds / 3600 if charging else Fraction(0),
-            PARKING_TIME: Fraction(0) if charging else seconds / 3600,
+            ENERGY: _ratio(energy, 1000),
+            TIME: hours if charging else 0,
+            PARKING_TIME: 0 if charging else hours,
         }
         energy_total += energy
         if charging:
-            charging_s += seconds
+            charging_us += span
         else:
-            parking_s += seconds
+            parking_us += span
 
         choice: dict[str, tuple[int, PriceComponent]] = {}
         for kind in DIMENSIONS:
             if segment_volume[kind] == 0:
                 continue  # nothing of this dimension here (e.g. no energy while parking)
-            for index, element in enumerate(tariff.elements):
-                component = element.component(kind)
-                if component is not None and _holds(element.restrictions, ctx):
+            for index, component, restrictions in plan.candidates[kind]:
+                if _holds(restrictions, ctx):
                     choice[kind] = (index, component)
                     break
         for kind, chosen in choice.items():
             volumes[kind] += segment_volume[kind]
             last_component[kind] = chosen
 
-        start = started_at + timedelta(microseconds=math.floor(a * 10**6))
-        end = started_at + timedelta(microseconds=math.floor(b * 10**6))
+        start = started_at + timedelta(microseconds=math.floor(a))
+        end = started_at + timedelta(microseconds=math.floor(b))
         key = (charging, tuple(sorted((k, i) for k, (i, _) in choice.items())))
         if pending is not None and pending["key"] == key:
             pending["end"] = end
@@ -552,23 +676,27 @@ def price_session(
             extra = (stepped - base_units) * unit[kind]
             extras.append(
                 PricedComponent(
-                    kind, index, component.price, component.vat, extra, extra * _frac(component.price)
+                    kind, index, component.price, component.vat, extra, extra * _fraction_of(component.price)
                 )
             )
 
     flat = None
     first_point = curve.points[1] if len(curve.points) > 1 else curve.points[0]
     start_power = (
-        (first_point[1] - curve.points[0][1]) / first_point[0] * 3600 / 1000 if first_point[0] > 0 else None
+        _ratio((first_point[1] - curve.points[0][1]) * 3_600_000, first_point[0])
+        if plan.needs_power and first_point[0] > 0
+        else None
     )
     start_ctx = _Context(
-        local=started_at.astimezone(zone), elapsed=Fraction(0), energy_wh=Fraction(0), power_kw=start_power
+        local=started_at.astimezone(zone) if plan.needs_local else None,
+        elapsed_us=0,
+        energy_wh=0,
+        power_kw=start_power,
     )
-    for index, element in enumerate(tariff.elements):
-        component = element.component(FLAT)
-        if component is not None and _holds(element.restrictions, start_ctx):
+    for index, component, restrictions in plan.candidates[FLAT]:
+        if _holds(restrictions, start_ctx):
             flat = PricedComponent(
-                FLAT, index, component.price, component.vat, Fraction(1), _frac(component.price)
+                FLAT, index, component.price, component.vat, 1, _fraction_of(component.price)
             )
             break
 
@@ -591,9 +719,9 @@ def price_session(
         periods=tuple(periods),
         flat=flat,
         step_extras=tuple(extras),
-        energy_wh=energy_total,
-        charging_seconds=charging_s,
-        parking_seconds=parking_s,
+        energy_wh=Fraction(energy_total),
+        charging_seconds=Fraction(charging_us) / 1_000_000,
+        parking_seconds=Fraction(parking_us) / 1_000_000,
         cost_exact=cost_exact,
         total_excl=Money(total, currency),
         min_max_applied=applied,
@@ -608,17 +736,17 @@ def _vat_lines(
 ) -> tuple[VatLine, ...]:
     by_rate: dict[Fraction, Fraction] = {}
     for component in components:
-        rate = _frac(component.vat or Decimal(0))
-        by_rate[rate] = by_rate.get(rate, Fraction(0)) + component.cost
-    total_f = _frac(total)
+        rate = _fraction_of(component.vat or _ZERO)
+        by_rate[rate] = by_rate.get(rate, 0) + component.cost
+    total_f = _fraction_of(total)
     if cost_exact != 0:
         bases = {rate: cost * total_f / cost_exact for rate, cost in by_rate.items()}
     elif total_f != 0:
         first = tariff.elements[0].price_components[0]
-        bases = {_frac(first.vat or Decimal(0)): total_f}
+        bases = {_fraction_of(first.vat or _ZERO): total_f}
     else:
         bases = {}
-    display = Decimal(1).scaleb(-(minor_unit(currency) + 2))
+    places = minor_unit(currency) + 2
     lines = []
     for rate in sorted(bases):
         base = bases[rate]
@@ -627,7 +755,7 @@ def _vat_lines(
         lines.append(
             VatLine(
                 rate=_exact_decimal(rate),
-                base=_exact_decimal(base).quantize(display),
+                base=_quantize_half_even(base, places),
                 amount=_round(base * rate / 100, currency),
             )
         )
