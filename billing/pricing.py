@@ -331,6 +331,12 @@ def _fraction_of(value: Decimal) -> Fraction:
     return Fraction(value)
 
 
+@functools.lru_cache(maxsize=256)
+def _rate_decimal(rate: Decimal) -> Decimal:
+    """A VAT percentage as the CDR shows it (``19.00`` → ``19``)."""
+    return _exact_decimal(Fraction(rate))
+
+
 def _quantize_half_even(value: Fraction, places: int) -> Decimal:
     """``value`` to ``places`` decimals, ties to even (Decimal's default), exactly."""
     q, r = divmod(abs(value.numerator) * 10**places, value.denominator)
@@ -734,16 +740,18 @@ def price_session(
 def _vat_lines(
     tariff: Tariff, components: list[PricedComponent], cost_exact: Fraction, total: Decimal, currency: str
 ) -> tuple[VatLine, ...]:
-    by_rate: dict[Fraction, Fraction] = {}
+    by_rate: dict[Decimal, Fraction] = {}  # VAT percentage -> exact cost at that rate
     for component in components:
-        rate = _fraction_of(component.vat or _ZERO)
+        rate = component.vat or _ZERO
         by_rate[rate] = by_rate.get(rate, 0) + component.cost
-    total_f = _fraction_of(total)
-    if cost_exact != 0:
+    total_f = Fraction(total)
+    if cost_exact != 0 and len(by_rate) == 1:
+        bases = dict.fromkeys(by_rate, total_f)  # one rate: its share is the whole total
+    elif cost_exact != 0:
         bases = {rate: cost * total_f / cost_exact for rate, cost in by_rate.items()}
     elif total_f != 0:
         first = tariff.elements[0].price_components[0]
-        bases = {_fraction_of(first.vat or _ZERO): total_f}
+        bases = {first.vat or _ZERO: total_f}
     else:
         bases = {}
     places = minor_unit(currency) + 2
@@ -754,9 +762,9 @@ def _vat_lines(
             continue
         lines.append(
             VatLine(
-                rate=_exact_decimal(rate),
+                rate=_rate_decimal(rate),
                 base=_quantize_half_even(base, places),
-                amount=_round(base * rate / 100, currency),
+                amount=_round(base * _fraction_of(rate) / 100, currency),
             )
         )
     return tuple(lines)
