@@ -303,12 +303,14 @@ class Cdr(models.Model):
     """
 
     session = models.OneToOneField("chargers.ChargingSession", on_delete=models.PROTECT, related_name="cdr")
+    # No index of its own: the (account, stopped_at) index serves every lookup by account.
     account = models.ForeignKey(
-        BillingAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="cdrs"
+        BillingAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="cdrs", db_index=False
     )
     # PROTECT: a tariff that priced CDRs stays (and a CDR row is never updated to forget it).
     tariff = models.ForeignKey(Tariff, null=True, on_delete=models.PROTECT, related_name="cdrs")
-    snapshot = models.ForeignKey(TariffSnapshot, on_delete=models.PROTECT, related_name="+")
+    # Never looked up from the snapshot side (snapshots are not deleted): no index.
+    snapshot = models.ForeignKey(TariffSnapshot, on_delete=models.PROTECT, related_name="+", db_index=False)
     pricing = models.JSONField()
     charge_point_identity = models.CharField(max_length=48)
     connector_id = models.PositiveSmallIntegerField()
@@ -327,7 +329,10 @@ class Cdr(models.Model):
     vat_breakdown = models.JSONField(
         default=list, help_text='[{"rate", "base", "amount"}] as in pricing["vat"]'
     )
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # The CDR's one VAT rate ("19"), when its breakdown has exactly one line: then that line is
+    # (total_excl_vat, total_vat), and invoices sum these columns instead of parsing the JSON.
+    vat_rate = models.CharField(max_length=12, null=True, blank=True)  # noqa: DJ001 - NULL: not one rate
+    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-stopped_at", "-id"]

@@ -18,11 +18,13 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, transaction
-from django.db.models import Exists, Min, OuterRef, Sum
+from django.db import IntegrityError, connection, transaction
+from django.db.models import BooleanField, Exists, Min, OuterRef, Sum
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from billing import selectors
@@ -52,7 +54,7 @@ from billing.ocpi import OcpiError, element_columns, tariff_from_ocpi, tariff_to
 from billing.periods import last_closed_period
 from billing.pricing import PricedSession, PricingError, Reading, price_session
 from evcharge.core.errors import Conflict
-from evcharge.core.money import round_half_up
+from evcharge.core.money import minor_unit, round_half_up
 
 logger = logging.getLogger(__name__)
 
@@ -241,6 +243,7 @@ CDR_COLUMNS = (
     "total_vat",
     "total_incl_vat",
     "vat_breakdown",
+    "vat_rate",
     "created_at",
 )
 _JSON_COLUMNS = frozenset({"pricing", "vat_breakdown"})
@@ -287,7 +290,7 @@ def cdrs_create_for_sessions(*, session_ids: list[int]) -> int:
     from chargers.models import ChargingSession, MeterValue
 
     facts = list(
-        ChargingSession.objects.filter(pk__in=session_ids, stopped_at__isnull=False)
+        _with_ids(ChargingSession.objects.filter(stopped_at__isnull=False), "id", session_ids)
         .exclude(Exists(Cdr.objects.filter(session_id=OuterRef("pk"))))
         .order_by("pk")
         .values_list(*_SESSION_FACTS)
@@ -298,12 +301,15 @@ def cdrs_create_for_sessions(*, session_ids: list[int]) -> int:
     if not facts:
         return 0
     readings: dict[int, list[Reading]] = defaultdict(list)
-    for session_id, timestamp, value in MeterValue.objects.filter(
-        session_id__in=known,
-        measurand=selectors.ENERGY_REGISTER,
-        phase="",
-        location__in=selectors.REGISTER_LOCATIONS,
-    ).values_list("session_id", "timestamp", "value"):
+    for session_id, timestamp, value in (
+        _with_ids(MeterValue.objects, "session_id", known)
+        .filter(
+            measurand=selectors.ENERGY_REGISTER,
+            phase="",
+            location__in=selectors.REGISTER_LOCATIONS,
+        )
+        .values_list("session_id", "timestamp", "value")
+    ):
         readings[session_id].append(Reading(timestamp, value))
     accounts = _accounts_by_owner(facts)
     resolve = selectors.tariff_resolver()
@@ -365,13 +371,14 @@ def cdrs_create_for_sessions(*, session_ids: list[int]) -> int:
                     organization_id=org_id, user_id=user_id, currency=priced.currency
                 )
         pricing = priced.as_json()
+        # JSON columns leave the loop as text: thousands of live dicts would only feed the GC.
         rows.append(
             (
                 session_id,
                 account.pk if account is not None else None,
                 tariff.pk,
                 snapshot_pk,
-                pricing,
+                _dumps(pricing),
                 identity,
                 connector_no,
                 time_zone,
@@ -386,11 +393,27 @@ def cdrs_create_for_sessions(*, session_ids: list[int]) -> int:
                 priced.total_excl.amount,
                 priced.total_vat.amount,
                 priced.total_incl.amount,
-                pricing["vat"],
+                _dumps(pricing["vat"]),
+                pricing["vat"][0]["rate"] if len(pricing["vat"]) == 1 else None,
                 now,
             )
         )
     return _cdrs_insert(rows)
+
+
+def _with_ids(queryset, column: str, ids):
+    """``queryset`` filtered to rows whose ``column`` is one of ``ids`` (thousands of them).
+
+    PostgreSQL: one array parameter (``= ANY(%s)``), which costs a fraction of an ``IN`` list
+    of thousands of bound values to build, send and plan. Elsewhere: ``__in``.
+    """
+    ids = list(ids)
+    if connection.vendor != "postgresql":
+        return queryset.filter(**{f"{column}__in": ids})
+    table = queryset.model._meta.db_table
+    # Our own table and column names; the ids are one bound parameter.
+    condition = RawSQL(f'"{table}"."{column}" = ANY(%s)', (ids,), output_field=BooleanField())  # noqa: S611
+    return queryset.filter(condition)
 
 
 def _accounts_by_owner(facts) -> dict[tuple[int | None, int | None], BillingAccount]:
@@ -405,29 +428,43 @@ def _accounts_by_owner(facts) -> dict[tuple[int | None, int | None], BillingAcco
     return found
 
 
+def _dumps(data) -> str:
+    return json.dumps(data, separators=(",", ":"))
+
+
 def _cdrs_insert(rows: list[tuple]) -> int:
-    """Write CDR rows (``CDR_COLUMNS`` order), skipping sessions that have one. Returns rows written."""
+    """Write CDR rows (``CDR_COLUMNS`` order, JSON columns as text), skipping sessions that have
+    one. Returns rows written."""
     if not rows:
         return 0
-    json_at = [i for i, name in enumerate(CDR_COLUMNS) if name in _JSON_COLUMNS]
     if connection.vendor != "postgresql":  # the embedded SQLite quick start
+        cdrs = []
+        for row in rows:
+            fields = dict(zip(CDR_COLUMNS, row, strict=True))
+            fields.update({name: json.loads(fields[name]) for name in _JSON_COLUMNS})
+            cdrs.append(Cdr(**fields))
         with transaction.atomic():
-            created = Cdr.objects.bulk_create(
-                [Cdr(**dict(zip(CDR_COLUMNS, row, strict=True))) for row in rows], ignore_conflicts=True
-            )
+            created = Cdr.objects.bulk_create(cdrs, ignore_conflicts=True)
         return len(created)
     columns = ", ".join(CDR_COLUMNS)
     table = Cdr._meta.db_table
     with transaction.atomic(), connection.cursor() as cursor:
+        try:
+            # Usually nobody else priced these sessions: COPY straight into the table. If a
+            # session got its CDR meanwhile, its unique key refuses the whole COPY (a savepoint
+            # is rolled back) and the rows go the careful way below.
+            with transaction.atomic(), cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return len(rows)
+        except (psycopg.errors.UniqueViolation, IntegrityError):
+            logger.info("cdr: some of %s sessions were priced meanwhile; skipping those", len(rows))
         # Our own table and column names only. The temporary table lives for this transaction.
         cursor.execute(
             f"CREATE TEMPORARY TABLE billing_cdr_load ON COMMIT DROP AS SELECT {columns} FROM {table} WITH NO DATA"  # noqa: E501, S608
         )
         with cursor.copy(f"COPY billing_cdr_load ({columns}) FROM STDIN") as copy:
             for row in rows:
-                row = list(row)
-                for i in json_at:
-                    row[i] = json.dumps(row[i], separators=(",", ":"))
                 copy.write_row(row)
         cursor.execute(
             f"INSERT INTO {table} ({columns}) SELECT {columns} FROM billing_cdr_load"  # noqa: S608
@@ -495,42 +532,64 @@ def _transition(invoice: Invoice, target: str) -> None:
     invoice.status = target
 
 
-def _vat_breakdowns(*, invoice_ids: list[int]) -> dict[int, list[dict[str, str]]]:
-    """VAT by rate of each invoice: the sums of its CDRs' own per-rate bases and (rounded) amounts."""
-    found: dict[int, list[dict[str, str]]] = {pk: [] for pk in invoice_ids}
-    if connection.vendor != "postgresql":  # the embedded SQLite quick start: the same sums in Python
-        sums: dict[int, dict[str, list[Decimal]]] = defaultdict(dict)
-        for invoice_id, breakdown in Cdr.objects.filter(invoice_line__invoice_id__in=invoice_ids).values_list(
+def _vat_breakdowns(*, invoices: list[Invoice]) -> dict[int, list[dict[str, str]]]:
+    """VAT by rate of each invoice: the sums of its CDRs' own per-rate bases and (rounded) amounts.
+
+    A CDR with one VAT rate (``vat_rate`` set) contributes its totals excl. VAT and VAT; the
+    others (several rates, or written before the column existed) their JSON breakdown lines.
+    Bases are shown with the currency's minor unit + 2 decimals, amounts with the minor unit.
+    """
+    ids = [invoice.pk for invoice in invoices]
+    sums: dict[int, dict[str, list[Decimal]]] = {pk: {} for pk in ids}
+
+    def add(invoice_id: int, rate: str, base: Decimal, amount: Decimal) -> None:
+        entry = sums[invoice_id].setdefault(rate, [Decimal(0), Decimal(0)])
+        entry[0] += base
+        entry[1] += amount
+
+    lines = Cdr.objects.filter(invoice_line__invoice_id__in=ids)
+    for invoice_id, rate, base, amount in (
+        lines.filter(vat_rate__isnull=False)
+        .values_list("invoice_line__invoice_id", "vat_rate")
+        .annotate(base=Sum("total_excl_vat"), amount=Sum("total_vat"))
+        .order_by()
+    ):
+        add(invoice_id, rate, base, amount)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                SELECT l.invoice_id,
+                       e.value ->> 'rate',
+                       sum((e.value ->> 'base')::numeric),
+                       sum((e.value ->> 'amount')::numeric)
+                FROM billing_invoiceline l
+                JOIN billing_cdr c ON c.id = l.cdr_id
+                CROSS JOIN LATERAL jsonb_array_elements(c.vat_breakdown) AS e
+                WHERE l.invoice_id = ANY(%s) AND c.vat_rate IS NULL
+                GROUP BY 1, 2
+                """,
+                [ids],
+            )
+            for invoice_id, rate, base, amount in cursor.fetchall():
+                add(invoice_id, rate, base, amount)
+    else:  # the embedded SQLite quick start: the same sums in Python
+        for invoice_id, breakdown in lines.filter(vat_rate__isnull=True).values_list(
             "invoice_line__invoice_id", "vat_breakdown"
         ):
             for line in breakdown:
-                entry = sums[invoice_id].setdefault(line["rate"], [Decimal(0), Decimal(0)])
-                entry[0] += Decimal(line["base"])
-                entry[1] += Decimal(line["amount"])
-        for invoice_id, rates in sums.items():
-            found[invoice_id] = [
-                {"rate": rate, "base": str(base), "amount": str(amount)}
-                for rate, (base, amount) in sorted(rates.items(), key=lambda item: Decimal(item[0]))
-            ]
-        return found
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            SELECT l.invoice_id,
-                   e.value ->> 'rate',
-                   sum((e.value ->> 'base')::numeric),
-                   sum((e.value ->> 'amount')::numeric)
-            FROM billing_invoiceline l
-            JOIN billing_cdr c ON c.id = l.cdr_id
-            CROSS JOIN LATERAL jsonb_array_elements(c.vat_breakdown) AS e
-            WHERE l.invoice_id = ANY(%s)
-            GROUP BY 1, 2
-            ORDER BY 1, (e.value ->> 'rate')::numeric
-            """,
-            [list(invoice_ids)],
-        )
-        for invoice_id, rate, base, amount in cursor.fetchall():
-            found[invoice_id].append({"rate": rate, "base": str(base), "amount": str(amount)})
+                add(invoice_id, line["rate"], Decimal(line["base"]), Decimal(line["amount"]))
+    found = {}
+    for invoice in invoices:
+        places = minor_unit(invoice.currency)
+        found[invoice.pk] = [
+            {
+                "rate": rate,
+                "base": str(base.quantize(Decimal(1).scaleb(-(places + 2)))),
+                "amount": str(amount.quantize(Decimal(1).scaleb(-places))),
+            }
+            for rate, (base, amount) in sorted(sums[invoice.pk].items(), key=lambda item: Decimal(item[0]))
+        ]
     return found
 
 
@@ -632,7 +691,7 @@ def invoices_close_periods(*, account_ids: list[int], now: datetime, render_pdf:
             .values("invoice_id")
             .annotate(excl=Sum("total_excl_vat"), vat=Sum("total_vat"), incl=Sum("total_incl_vat"))
         }
-        vat = _vat_breakdowns(invoice_ids=ids)
+        vat = _vat_breakdowns(invoices=invoices)
         issued_year = now.astimezone(UTC).year
         numbers = numbers_take(series=NumberSeries.INVOICE, year=issued_year, count=len(invoices))
         for invoice, number in zip(invoices, numbers, strict=True):
@@ -680,7 +739,7 @@ def billing_cycle_run(*, now: datetime | None = None, render_pdfs: bool = True) 
         # statistics keep the set-based statements below on their indexes. Samples a bounded
         # number of rows, so it costs the same on any table size.
         with connection.cursor() as cursor:
-            cursor.execute(f"ANALYZE {Cdr._meta.db_table}")
+            cursor.execute(f"ANALYZE {Cdr._meta.db_table} (account_id, stopped_at, currency)")
     account_ids = list(selectors.accounts_with_unbilled_cdrs(before=now).values_list("pk", flat=True))
     created = []
     batch = settings.BILLING_CYCLE_BATCH

@@ -252,3 +252,28 @@ def test_a_tariff_that_priced_cdrs_cannot_be_deleted():
     t.assignments.all().delete()
     with pytest.raises(ProtectedError):
         t.delete()
+
+
+def test_a_session_priced_meanwhile_is_skipped_and_the_rest_written(monkeypatch):
+    """The race the bulk writer must survive: between its read and its write another worker
+    stored a CDR for one of its sessions. The direct COPY is refused by the unique key, the
+    rows go through ON CONFLICT DO NOTHING, and the other sessions still get their CDRs."""
+    default_tariff()
+    raced, other = SessionFactory(), SessionFactory()
+    rows = []
+    real_insert = services._cdrs_insert
+
+    def capture(batch):
+        rows.extend(batch)
+        return 0
+
+    monkeypatch.setattr(services, "_cdrs_insert", capture)
+    services.cdrs_create_for_sessions(session_ids=[raced.pk, other.pk])
+    monkeypatch.undo()
+    assert len(rows) == 2
+    first = services.cdr_create_for_session(session_id=raced.pk)  # the other worker wins the race
+
+    assert real_insert(rows) == 1
+    assert Cdr.objects.count() == 2
+    assert Cdr.objects.get(session=raced).pk == first.pk
+    assert Cdr.objects.filter(session=other).exists()

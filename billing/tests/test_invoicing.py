@@ -19,6 +19,7 @@ from billing.tests.factories import (
     SessionFactory,
     account_for_org,
     default_tariff,
+    tariff,
 )
 from evcharge.core.errors import Conflict
 
@@ -75,6 +76,53 @@ def test_cycle_makes_one_invoice_per_account_with_gapless_numbers():
     assert first.period_start == datetime(2026, 3, 1, tzinfo=UTC)
     assert first.vat_breakdown == [{"rate": "19", "base": "4.5000", "amount": "0.86"}]
     assert set(first.lines.values_list("cdr_id", flat=True)) == {cdrs[0].pk, cdrs[1].pk}
+
+
+def test_vat_by_rate_sums_single_rate_columns_and_mixed_rate_json_alike():
+    """One invoice holding CDRs priced three ways: one VAT rate (summed from the columns), two
+    rates (summed from the JSON) and a one-rate CDR from before ``vat_rate`` existed (JSON)."""
+    org = OrganizationFactory()
+    account_for_org(org)
+    services.tariff_assign(
+        tariff=services.tariff_save_ocpi(
+            data={
+                "id": "MIXED",
+                "currency": "EUR",
+                "elements": [
+                    {
+                        "price_components": [
+                            {"type": "ENERGY", "price": "0.30", "vat": "19", "step_size": 1},
+                            {"type": "FLAT", "price": "1.00", "vat": "7", "step_size": 1},
+                        ]
+                    }
+                ],
+            }
+        ),
+        scope="organization",
+        target=org,
+    )
+    mixed = cdr_for(org)  # 10 kWh x 0.30 = 3.00 at 19 % (0.57) + 1.00 flat at 7 % (0.07)
+    services.tariff_assign(tariff=tariff("ONE", energy="0.30", vat="19"), scope="organization", target=org)
+    single = cdr_for(org, wh=5_000)  # 1.50 at 19 % (0.285 -> 0.29)
+    legacy = cdr_for(org, wh=1_000)  # 0.30 at 19 % (0.057 -> 0.06), then made to look pre-column
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute("ALTER TABLE billing_cdr DISABLE TRIGGER billing_cdr_immutable")
+        Cdr.objects.filter(pk=legacy.pk).update(vat_rate=None)
+        cursor.execute("ALTER TABLE billing_cdr ENABLE TRIGGER billing_cdr_immutable")
+    assert (mixed.vat_rate, single.vat_rate) == (None, "19")
+
+    services.billing_cycle_run(now=datetime(2026, 4, 1, 1, tzinfo=UTC))
+
+    invoice = Invoice.objects.get()
+    # 19 %: bases 3.00 + 1.50 + 0.30 = 4.80, amounts 0.57 + 0.29 + 0.06 = 0.92; 7 %: 1.00 / 0.07
+    assert invoice.vat_breakdown == [
+        {"rate": "7", "base": "1.0000", "amount": "0.07"},
+        {"rate": "19", "base": "4.8000", "amount": "0.92"},
+    ]
+    assert invoice.total_vat == Decimal("0.99")
 
 
 def test_late_cdr_lands_on_the_next_invoice_with_its_own_dates():
