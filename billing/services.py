@@ -705,24 +705,55 @@ def invoices_close_periods(*, account_ids: list[int], now: datetime, render_pdf:
             _transition(invoice, InvoiceStatus.OPEN)
             invoice.issued_at = now
             invoice.number = number
-            invoice.updated_at = timezone.now()  # bulk_update does not touch auto_now fields
-        Invoice.objects.bulk_update(
-            invoices,
-            [
-                "total_excl_vat",
-                "total_vat",
-                "total_incl_vat",
-                "vat_breakdown",
-                "status",
-                "issued_at",
-                "number",
-                "updated_at",
-            ],
-            batch_size=500,
-        )
+            invoice.updated_at = timezone.now()
+        _invoices_write_issued(invoices)
         if render_pdf:
             transaction.on_commit(lambda: [_enqueue_pdf(pk) for pk in ids])
         return ids
+
+
+ISSUED_FIELDS = (
+    "total_excl_vat",
+    "total_vat",
+    "total_incl_vat",
+    "vat_breakdown",
+    "status",
+    "issued_at",
+    "number",
+    "updated_at",
+)
+
+
+def _invoices_write_issued(invoices: list[Invoice]) -> None:
+    """Store the totals, VAT, number and state of just-issued invoices (PostgreSQL: one UPDATE)."""
+    if connection.vendor != "postgresql":  # the embedded SQLite quick start
+        for invoice in invoices:
+            invoice.save(update_fields=ISSUED_FIELDS)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {Invoice._meta.db_table} AS i
+            SET total_excl_vat = v.excl, total_vat = v.vat, total_incl_vat = v.incl,
+                vat_breakdown = v.breakdown::jsonb, status = v.status, issued_at = v.issued_at,
+                number = v.number, updated_at = v.updated_at
+            FROM unnest(%s::bigint[], %s::numeric[], %s::numeric[], %s::numeric[], %s::text[],
+                        %s::text[], %s::timestamptz[], %s::text[], %s::timestamptz[])
+                 AS v(id, excl, vat, incl, breakdown, status, issued_at, number, updated_at)
+            WHERE i.id = v.id
+            """,  # noqa: S608 - our own table name; every value is a bound array
+            [
+                [i.pk for i in invoices],
+                [i.total_excl_vat for i in invoices],
+                [i.total_vat for i in invoices],
+                [i.total_incl_vat for i in invoices],
+                [json.dumps(i.vat_breakdown) for i in invoices],
+                [i.status for i in invoices],
+                [i.issued_at for i in invoices],
+                [i.number for i in invoices],
+                [i.updated_at for i in invoices],
+            ],
+        )
 
 
 def billing_cycle_run(*, now: datetime | None = None, render_pdfs: bool = True) -> CycleResult:
