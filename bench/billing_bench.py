@@ -185,7 +185,7 @@ def generate() -> dict:
                  + (360 + (g * 37) %% 900) * interval '1 minute' AS started_at,
                10 + (g * 13) %% 111 AS minutes,
                1000 + (g * 7919) %% 59000 AS energy
-        FROM generate_series(0, %s) g
+        FROM generate_series(0::bigint, %s) g
     )"""
     _insert_select(
         ChargingSession,

@@ -417,7 +417,13 @@ class InvoiceLine(models.Model):
     """A CDR on an invoice. ``cdr`` is unique: a CDR is on at most one invoice, ever."""
 
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="lines")
-    cdr = models.OneToOneField(Cdr, on_delete=models.PROTECT, related_name="invoice_line")
+    # Unique: a CDR is on one invoice at most. No foreign-key constraint: PostgreSQL checks one
+    # with a row lock per line on the CDR (a million CDR pages rewritten per billing run); what
+    # it guarded — a billed CDR disappearing — is refused by the CDR table itself (migration
+    # 0007: CDRs cannot be deleted), and lines are only ever made from existing CDRs.
+    cdr = models.OneToOneField(
+        Cdr, on_delete=models.PROTECT, related_name="invoice_line", db_constraint=False
+    )
     total_excl_vat = models.DecimalField(**AMOUNT)
     total_vat = models.DecimalField(**AMOUNT)
     total_incl_vat = models.DecimalField(**AMOUNT)

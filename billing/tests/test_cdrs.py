@@ -106,6 +106,14 @@ def test_cdr_rows_cannot_be_updated():
         Cdr.objects.filter(pk=cdr.pk).update(total_excl_vat=Decimal("0.01"))
 
 
+def test_cdr_rows_cannot_be_deleted_even_past_the_orm():
+    default_tariff()
+    cdr = services.cdr_create_for_session(session_id=SessionFactory().pk)
+    with pytest.raises(IntegrityError, match="cannot be deleted"), transaction.atomic():
+        Cdr.objects.filter(pk=cdr.pk)._raw_delete(Cdr.objects.db)  # no PROTECT check: the database's
+    assert Cdr.objects.filter(pk=cdr.pk).exists()
+
+
 def test_tariff_change_leaves_existing_cdr_alone():
     t = default_tariff(energy="0.30")
     cdr = services.cdr_create_for_session(session_id=SessionFactory().pk)
