@@ -6,19 +6,20 @@ Both pipelines run in the same run over the same rows, in a database of their ow
 - **plain SQL**: one ``INSERT … SELECT`` prices every session (energy split linearly at the
   17:00 and 20:00 boundaries, flat fee, half-up rounding, VAT) and one ``GROUP BY`` makes the
   per-account invoice totals;
-- **evcharge**: ``billing.services.cdrs_create_for_sessions`` in batches over a process pool
-  (the pricing engine, a CDR row with its snapshot and priced periods per session), then
-  ``billing.services.billing_cycle_run`` (one locked transaction, gapless number and lines per
-  account).
+- **evcharge**: ``billing.services.cdrs_create_for_sessions`` in batches of 2,000 sessions over
+  a process pool (the same path the per-stop task and the sweep take: the pricing engine per
+  session, every CDR row with its priced periods written by ``COPY``), then
+  ``billing.services.billing_cycle_run`` (accounts in batches, one transaction each: lines by
+  ``INSERT … SELECT``, totals and VAT summed by the database, consecutive gapless numbers).
 
 It then checks that every account's invoice equals the SQL totals to the cent, runs the
 evcharge pipeline again (which must create nothing), and prints time and peak memory (RSS of
 the Python processes; PostgreSQL's own memory is not counted).
 
 Sizes: ``BENCH_BILLING_SESSIONS`` (default 100,000), ``BENCH_BILLING_ACCOUNTS`` (1,000),
-``BENCH_WORKERS`` (CPU count). The defaults keep ``make bench`` to minutes; the issue's full
-size is ``BENCH_BILLING_SESSIONS=1000000 BENCH_BILLING_ACCOUNTS=10000`` (about ten times longer:
-both pipelines are linear in sessions and accounts).
+``BENCH_WORKERS`` (CPU count). The defaults keep ``make bench`` short; the issue's full size is
+``BENCH_BILLING_SESSIONS=1000000 BENCH_BILLING_ACCOUNTS=10000`` (about ten times longer: both
+pipelines are linear in sessions and accounts).
 """
 
 from __future__ import annotations

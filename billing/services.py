@@ -18,6 +18,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+import orjson
 import psycopg
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -429,7 +430,9 @@ def _accounts_by_owner(facts) -> dict[tuple[int | None, int | None], BillingAcco
 
 
 def _dumps(data) -> str:
-    return json.dumps(data, separators=(",", ":"))
+    """Compact JSON of the engine's output (strings, numbers, lists, dicts, None): orjson, a
+    tenth of the standard library's time, which counts at a million CDRs."""
+    return orjson.dumps(data).decode()
 
 
 def _cdrs_insert(rows: list[tuple]) -> int:
