@@ -52,7 +52,7 @@ from billing.models import (
     TariffSnapshot,
 )
 from billing.ocpi import OcpiError, element_columns, tariff_from_ocpi, tariff_to_ocpi, to_decimal
-from billing.periods import last_closed_period
+from billing.periods import last_closed_period, period_containing
 from billing.pricing import PricedSession, PricingError, Reading, price_session
 from evcharge.core.errors import Conflict
 from evcharge.core.money import minor_unit, round_half_up
@@ -631,9 +631,77 @@ class CycleResult:
     invoices_created: list[int]
 
 
-def invoices_close_periods(*, account_ids: list[int], now: datetime, render_pdf: bool = True) -> list[int]:
-    """Turn these accounts' unbilled CDRs into the invoices of their last closed periods, once.
+def _lines_insert(invoices: list[Invoice]) -> None:
+    """Put on each invoice (at most one per account) its account's unbilled CDRs in its currency
+    that stopped before its period's end — the rule of ``selectors.cdrs_unbilled_for``."""
+    account_marks = ", ".join(["%s"] * len(invoices))
+    invoice_marks = ", ".join(["%s"] * len(invoices))
+    with connection.cursor() as cursor:
+        # Our own table names; the ids are bound parameters. "On no invoice yet" is the unique
+        # CDR key of the lines table (``ON CONFLICT DO NOTHING``), not an anti-join: an anti-join
+        # against the table this statement fills gets planned as a rescan per row while that
+        # table looks empty.
+        cursor.execute(
+            f"""
+            INSERT INTO {InvoiceLine._meta.db_table} (invoice_id, cdr_id, total_excl_vat, total_vat, total_incl_vat)
+            SELECT i.id, c.id, c.total_excl_vat, c.total_vat, c.total_incl_vat
+            FROM {Cdr._meta.db_table} c
+            JOIN {Invoice._meta.db_table} i
+              ON i.account_id = c.account_id AND i.currency = c.currency AND c.stopped_at < i.period_end
+            WHERE c.account_id IN ({account_marks}) AND i.id IN ({invoice_marks})
+            ON CONFLICT (cdr_id) DO NOTHING
+            """,  # noqa: E501, S608
+            [*(invoice.account_id for invoice in invoices), *(invoice.pk for invoice in invoices)],
+        )
 
+
+def _catch_up_invoices(*, account: BillingAccount, last_closed: tuple[datetime, datetime]) -> list[Invoice]:
+    """The invoices due for an account holding unbilled CDRs from before its last closed period.
+
+    Those are late CDRs of periods already invoiced, or CDRs of periods the cycle never ran
+    for (beat stopped, an account's first CDRs arriving late). Walking the periods oldest
+    first: a period without an invoice gets one when it has CDRs of its own or carries late
+    ones from before; a period with an invoice passes its late CDRs on to the next. Empty
+    periods make no invoice. Returns unsaved invoices, oldest first.
+    """
+    end = last_closed[1]
+    stamps = (
+        selectors.cdrs_unbilled_for(account=account, before=end)
+        .order_by()
+        .values_list("stopped_at", flat=True)
+    )
+    with_cdrs = {period_containing(account.period, account.time_zone, moment) for moment in stamps}
+    if not with_cdrs:
+        return []
+    oldest = min(with_cdrs)[0]
+    invoiced = set(
+        Invoice.objects.filter(account=account, period_start__gte=oldest).values_list(
+            "period_start", flat=True
+        )
+    )
+    due, carry = [], False
+    for period_start, period_end in sorted(with_cdrs | {last_closed}):
+        has_cdrs = carry or (period_start, period_end) in with_cdrs
+        if period_start in invoiced:
+            carry = has_cdrs  # late CDRs wait for the next invoice
+        elif has_cdrs:
+            due.append(
+                Invoice(
+                    account=account,
+                    period_start=period_start,
+                    period_end=period_end,
+                    currency=account.currency,
+                )
+            )
+            carry = False
+    return due
+
+
+def invoices_close_periods(*, account_ids: list[int], now: datetime, render_pdf: bool = True) -> list[int]:
+    """Turn these accounts' unbilled CDRs into the invoices of their closed periods, once.
+
+    Normally that is one invoice per account, for its last closed period; an account with CDRs
+    from periods the cycle missed gets one per such period (``_catch_up_invoices``).
     One transaction for the whole batch, set-based: locks the account rows (in id order), makes
     the invoices that are due in one insert, their lines in one ``INSERT … SELECT``, sums the
     totals from the lines (so an invoice equals its lines even if a CDR commits meanwhile),
@@ -656,44 +724,44 @@ def invoices_close_periods(*, account_ids: list[int], now: datetime, render_pdf:
             .values("account_id", "currency")
             .annotate(first=Min("stopped_at"))
         }
-        due = []
+        due: list[Invoice] = []
         for account in accounts:
             start, end = periods[account.pk]
             first = earliest.get((account.pk, account.currency))
-            if (account.pk, start) not in invoiced and first is not None and first < end:
-                due.append(
-                    Invoice(account=account, period_start=start, period_end=end, currency=account.currency)
-                )
+            if first is None or first >= end:
+                continue  # nothing unbilled from a closed period
+            if first >= start:  # the usual case: all of it from the last closed period
+                if (account.pk, start) not in invoiced:
+                    due.append(
+                        Invoice(
+                            account=account, period_start=start, period_end=end, currency=account.currency
+                        )
+                    )
+            else:  # late CDRs of invoiced periods, or periods the cycle did not run for
+                due += _catch_up_invoices(account=account, last_closed=(start, end))
         if not due:
             return []
         invoices = Invoice.objects.bulk_create(due)
         ids = [invoice.pk for invoice in invoices]
-        account_marks = ", ".join(["%s"] * len(invoices))
-        invoice_marks = ", ".join(["%s"] * len(ids))
-        with connection.cursor() as cursor:
-            # Our own table names; the ids are bound parameters. The same rule as
-            # ``selectors.cdrs_unbilled_for``: the account's currency, stopped before the period
-            # end, on no invoice yet — "on no invoice" is the unique CDR key of the lines table
-            # (``ON CONFLICT DO NOTHING``), not an anti-join: an anti-join against the table this
-            # statement fills gets planned as a rescan per row while that table looks empty.
-            cursor.execute(
-                f"""
-                INSERT INTO {InvoiceLine._meta.db_table} (invoice_id, cdr_id, total_excl_vat, total_vat, total_incl_vat)
-                SELECT i.id, c.id, c.total_excl_vat, c.total_vat, c.total_incl_vat
-                FROM {Cdr._meta.db_table} c
-                JOIN {Invoice._meta.db_table} i
-                  ON i.account_id = c.account_id AND i.currency = c.currency AND c.stopped_at < i.period_end
-                WHERE c.account_id IN ({account_marks}) AND i.id IN ({invoice_marks})
-                ON CONFLICT (cdr_id) DO NOTHING
-                """,  # noqa: E501, S608
-                [*(invoice.account_id for invoice in invoices), *ids],
-            )
+        # An account's invoices are made oldest first; pass k fills every account's k-th one.
+        # A CDR goes to the oldest new invoice whose period ends after it (the lines' unique
+        # CDR key skips it on later passes): missed periods get their own CDRs, late CDRs land
+        # on the next invoice.
+        passes: dict[int, list[Invoice]] = defaultdict(list)
+        seen: dict[int, int] = defaultdict(int)
+        for invoice in invoices:
+            passes[seen[invoice.account_id]].append(invoice)
+            seen[invoice.account_id] += 1
+        for rank in sorted(passes):
+            _lines_insert(passes[rank])
         totals = {
             row["invoice_id"]: row
             for row in InvoiceLine.objects.filter(invoice_id__in=ids)
             .values("invoice_id")
             .annotate(excl=Sum("total_excl_vat"), vat=Sum("total_vat"), incl=Sum("total_incl_vat"))
         }
+        if len(totals) != len(invoices):  # every invoice made here has lines, by construction
+            raise RuntimeError(f"invoices without lines: {sorted(set(ids) - set(totals))}")
         vat = _vat_breakdowns(invoices=invoices)
         issued_year = now.astimezone(UTC).year
         numbers = numbers_take(series=NumberSeries.INVOICE, year=issued_year, count=len(invoices))

@@ -139,6 +139,38 @@ def test_late_cdr_lands_on_the_next_invoice_with_its_own_dates():
     assert april.lines.get().cdr.stopped_at.month == 3
 
 
+def test_missed_periods_get_an_invoice_each_and_late_cdrs_the_next_one():
+    """Beat was stopped from February to April. January was invoiced; then a late January CDR
+    arrived. February and April have CDRs, March none. One run on 1 May makes February's
+    invoice (its CDRs and the late January one) and April's — nothing for empty March."""
+    default_tariff(energy="0.30", vat="19")
+    org = OrganizationFactory()
+    account_for_org(org)
+    january = cdr_for(org, started_at=datetime(2026, 1, 10, 10, tzinfo=UTC))
+    services.billing_cycle_run(now=datetime(2026, 2, 1, 1, tzinfo=UTC))
+    late_january = cdr_for(org, started_at=datetime(2026, 1, 20, 10, tzinfo=UTC))
+    february = cdr_for(org, started_at=datetime(2026, 2, 10, 10, tzinfo=UTC))
+    april = cdr_for(org, started_at=datetime(2026, 4, 10, 10, tzinfo=UTC), wh=2_000)
+
+    made = services.billing_cycle_run(now=datetime(2026, 5, 1, 1, tzinfo=UTC)).invoices_created
+    again = services.billing_cycle_run(now=datetime(2026, 5, 1, 1, tzinfo=UTC)).invoices_created
+
+    assert (len(made), again) == (2, [])
+    lines = {
+        i.period_start.month: set(i.lines.values_list("cdr_id", flat=True))
+        for i in Invoice.objects.filter(account__organization=org)
+    }
+    assert lines == {1: {january.pk}, 2: {late_january.pk, february.pk}, 4: {april.pk}}
+    february_invoice = Invoice.objects.get(period_start=datetime(2026, 2, 1, tzinfo=UTC))
+    # two 10 kWh CDRs: 2 x (3.00 + 0.57) = 7.14
+    assert february_invoice.total_incl_vat == Decimal("7.14")
+    assert sorted(Invoice.objects.values_list("number", flat=True)) == [
+        "INV-2026-000001",
+        "INV-2026-000002",
+        "INV-2026-000003",
+    ]
+
+
 def test_open_period_is_not_invoiced():
     default_tariff()
     org = OrganizationFactory()
