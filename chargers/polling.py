@@ -138,11 +138,21 @@ def availability_sample(*, now) -> int:
 
 
 def ocpp_messages_purge(*, now=None) -> int:
+    """Delete OCPP frame-log rows and Authorize records past their retention. Returns rows deleted.
+
+    ``OCPP_MESSAGE_LOG_RETENTION_DAYS`` for the frame log, ``OCPP_AUTHORIZATION_RETENTION_DAYS``
+    for Authorize records (one per Authorize a charger sends; the sessions they led to stay).
+    """
     now = now or timezone.now()
-    cutoff = now - timedelta(days=settings.OCPP_MESSAGE_LOG_RETENTION_DAYS)
+    return _purge_before(
+        OcppMessage, now - timedelta(days=settings.OCPP_MESSAGE_LOG_RETENTION_DAYS)
+    ) + _purge_before(Authorization, now - timedelta(days=settings.OCPP_AUTHORIZATION_RETENTION_DAYS))
+
+
+def _purge_before(model, cutoff) -> int:
     deleted = 0
     while True:  # bounded batches: no long lock on a big table
-        batch = list(OcppMessage.objects.filter(created_at__lt=cutoff).values_list("pk", flat=True)[:10_000])
+        batch = list(model.objects.filter(created_at__lt=cutoff).values_list("pk", flat=True)[:10_000])
         if not batch:
             return deleted
-        deleted += OcppMessage.objects.filter(pk__in=batch).delete()[0]
+        deleted += model.objects.filter(pk__in=batch).delete()[0]

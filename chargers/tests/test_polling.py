@@ -149,6 +149,18 @@ def test_the_ocpp_message_log_is_pruned_after_its_retention(settings):
     assert list(OcppMessage.objects.values_list("pk", flat=True)) == [recent.pk]
 
 
+def test_authorize_records_are_pruned_after_their_retention(settings):
+    from chargers.models import Authorization
+
+    settings.OCPP_AUTHORIZATION_RETENTION_DAYS = 90
+    charger = ChargePointFactory()
+    old = Authorization.objects.create(charge_point=charger, id_tag="OLD", status="Accepted")
+    recent = Authorization.objects.create(charge_point=charger, id_tag="NEW", status="Accepted")
+    Authorization.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=91))
+    assert polling.ocpp_messages_purge() == 1
+    assert list(Authorization.objects.values_list("pk", flat=True)) == [recent.pk]
+
+
 def test_an_accepted_authorize_without_a_session_is_marked_and_one_with_a_session_is_linked(settings):
     from chargers.models import Authorization
     from chargers.services import authorize, session_start
