@@ -2,11 +2,20 @@
 connector. The database holds the same facts; the cache is the fast copy, refreshed on every
 change and rebuilt from the database when a key is missing.
 
-One key per charger: ``live:cp:<pk>`` → {"online", "seen", "status", "connectors": {id: {...}}}.
+One key per fact, each written whole by the one event that changes it — never read, modified
+and written back, so a status and a poll racing on the same charger cannot lose each other:
+
+- ``live:cp:<pk>`` → {"online", "seen"} (connection and heartbeats);
+- ``live:cp:<pk>:c:0`` → {"status", "error_code"} (the charger itself, connector 0);
+- ``live:cp:<pk>:c:<n>`` → {"status", "error_code", "at"} (connector n).
+
+Readers get the old shape, ``{"online", "seen", "status", "error_code", "connectors": {"n": …}}``,
+for a page of chargers in one ``get_many``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from django.core.cache import cache
@@ -18,38 +27,49 @@ def _key(charge_point_id: int) -> str:
     return f"live:cp:{charge_point_id}"
 
 
-def _get(charge_point_id: int) -> dict:
-    return cache.get(_key(charge_point_id)) or {"connectors": {}}
+def _connector_key(charge_point_id: int, connector_id: int) -> str:
+    return f"live:cp:{charge_point_id}:c:{connector_id}"
 
 
 def charger_online(charge_point_id: int, online: bool, at: datetime) -> None:
-    entry = _get(charge_point_id)
-    entry["online"] = online
-    entry["seen"] = at.isoformat()
-    cache.set(_key(charge_point_id), entry, TTL)
+    cache.set(_key(charge_point_id), {"online": online, "seen": at.isoformat()}, TTL)
 
 
 def connector_status(
     charge_point_id: int, connector_id: int, status: str, error_code: str, at: datetime
 ) -> None:
-    entry = _get(charge_point_id)
-    if connector_id == 0:
-        entry["status"] = status
-        entry["error_code"] = error_code
-    else:
-        entry.setdefault("connectors", {})[str(connector_id)] = {
-            "status": status,
-            "error_code": error_code,
-            "at": at.isoformat(),
+    entry = {"status": status, "error_code": error_code}
+    if connector_id != 0:
+        entry["at"] = at.isoformat()
+    cache.set(_connector_key(charge_point_id, connector_id), entry, TTL)
+
+
+def many(connectors_by_charger: dict[int, Iterable[int]]) -> dict[int, dict]:
+    """Live entries for many chargers (and the given connector numbers of each) in one round trip.
+
+    A charger appears when any of its keys exists; what is missing, the API reads from the
+    database.
+    """
+    keys = []
+    for pk, connector_ids in connectors_by_charger.items():
+        keys.append(_key(pk))
+        keys.append(_connector_key(pk, 0))
+        keys.extend(_connector_key(pk, n) for n in connector_ids)
+    found = cache.get_many(keys)
+    result = {}
+    for pk, connector_ids in connectors_by_charger.items():
+        entry = {**found.get(_key(pk), {}), **found.get(_connector_key(pk, 0), {})}
+        connectors = {
+            str(n): found[_connector_key(pk, n)] for n in connector_ids if _connector_key(pk, n) in found
         }
-    cache.set(_key(charge_point_id), entry, TTL)
+        if entry or connectors:
+            result[pk] = {**entry, "connectors": connectors}
+    return result
 
 
-def many(charge_point_ids: list[int]) -> dict[int, dict]:
-    """Live entries for many chargers in one round trip."""
-    found = cache.get_many([_key(pk) for pk in charge_point_ids])
-    return {pk: found[_key(pk)] for pk in charge_point_ids if _key(pk) in found}
-
-
-def forget(charge_point_ids: list[int]) -> None:
-    cache.delete_many([_key(pk) for pk in charge_point_ids])
+def forget(connectors_by_charger: dict[int, Iterable[int]]) -> None:
+    """Drop chargers' entries (they went offline): readers use the database until they speak."""
+    keys = []
+    for pk, connector_ids in connectors_by_charger.items():
+        keys += [_key(pk), _connector_key(pk, 0), *(_connector_key(pk, n) for n in connector_ids)]
+    cache.delete_many(keys)

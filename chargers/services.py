@@ -188,6 +188,7 @@ def chargers_offline(*, charge_point_ids: list[int], now: datetime) -> None:
     """
     ChargePoint.objects.filter(pk__in=charge_point_ids).update(is_online=False, updated_at=now)
     connectors = Connector.objects.filter(charge_point_id__in=charge_point_ids)
+    pairs = list(connectors.values_list("charge_point_id", "connector_id"))
     StatusChange.objects.bulk_create(
         StatusChange(
             charge_point_id=cp,
@@ -197,12 +198,14 @@ def chargers_offline(*, charge_point_ids: list[int], now: datetime) -> None:
             error_code="NoError",
             timestamp=now,
         )
-        for cp, c in connectors.values_list("charge_point_id", "connector_id")
+        for cp, c in pairs
     )
     connectors.update(status=ConnectorStatus.UNAVAILABLE, status_at=None, info="offline")
-    transaction.on_commit(
-        lambda: live.forget(charge_point_ids)
-    )  # the API reads the database until they speak
+    by_charger: dict[int, list[int]] = {pk: [] for pk in charge_point_ids}
+    for cp, c in pairs:
+        by_charger[cp].append(c)
+    # The API reads the database until they speak.
+    transaction.on_commit(lambda: live.forget(by_charger))
 
 
 def charger_seen(*, charge_point_id: int, at: datetime) -> None:
