@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import secrets
 from dataclasses import dataclass
@@ -26,9 +27,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from accounts.models import IdToken
 from accounts.services import id_token_authorization
@@ -577,7 +579,7 @@ def session_stop(
                 charge_point_id=charge_point_id,
                 connector_id=session.connector.connector_id,
                 session=session,
-                meter_value=transaction_data,
+                readings=_meter_readings(transaction_data),
             )
             session.refresh_from_db()
         session.stopped_at = stopped_at
@@ -670,16 +672,31 @@ def meter_values_record(
     meter_value: list[dict],
     transaction_id: int | None = None,
 ) -> None:
-    """Handle MeterValues: store each sampled value once, advance the session's energy."""
+    """Handle MeterValues: store each sampled value once, advance the session's energy.
+
+    The most frequent write of the network, so on PostgreSQL it is plain SQL: lock the session,
+    then (readings in time order, the usual case) one statement that inserts the readings and
+    updates the session. Values are read (and refused) before anything is written. Other
+    databases (the SQLite quick start) take the same steps through the ORM.
+    """
+    readings = _meter_readings(meter_value)
     with transaction.atomic():
         session = None
         if transaction_id is not None:
-            session = _session_for_update(
-                charge_point_id=charge_point_id,
-                transaction_id=transaction_id,
-                unknown=TransactionAnomaly.Kind.UNKNOWN_TRANSACTION_METER,
-                payload={"connectorId": connector_id, "meterValue": meter_value},
+            session = (
+                _SessionMeter.locked(charge_point_id=charge_point_id, transaction_id=transaction_id)
+                if connection.vendor == "postgresql"
+                else ChargingSession.objects.select_for_update()
+                .filter(pk=transaction_id, charge_point_id=charge_point_id)
+                .first()
             )
+            if session is None:  # a transaction we never issued to this charger
+                TransactionAnomaly.objects.create(
+                    charge_point_id=charge_point_id,
+                    kind=TransactionAnomaly.Kind.UNKNOWN_TRANSACTION_METER,
+                    transaction_id=transaction_id,
+                    payload={"connectorId": connector_id, "meterValue": meter_value},
+                )
         elif connector_id > 0:
             session = (
                 ChargingSession.objects.select_for_update()
@@ -691,68 +708,194 @@ def meter_values_record(
                 .first()
             )
         _meter_values_store(
-            charge_point_id=charge_point_id,
-            connector_id=connector_id,
-            session=session,
-            meter_value=meter_value,
+            charge_point_id=charge_point_id, connector_id=connector_id, session=session, readings=readings
         )
 
 
-def _meter_values_store(
-    *, charge_point_id: int, connector_id: int, session: ChargingSession | None, meter_value: list[dict]
-) -> None:
-    rows: list[MeterValue] = []
+# Plain SQL of the meter-value hot path (table names are ours, values are parameters).
+_SESSION_TABLE, _METER_TABLE = ChargingSession._meta.db_table, MeterValue._meta.db_table
+_SESSION_METER_SQL = (
+    "SELECT id, status, started_at, meter_start_wh, energy_wh, last_meter_at, needs_review, "  # noqa: S608
+    f"review_reasons FROM {_SESSION_TABLE} WHERE id = %s AND charge_point_id = %s FOR UPDATE"
+)
+_SESSION_METER_UPDATE_SQL = (
+    f"UPDATE {_SESSION_TABLE} SET energy_wh = %s, last_meter_at = %s, needs_review = %s, "  # noqa: S608
+    "review_reasons = %s, updated_at = %s WHERE id = %s"
+)
+_METER_INSERT_SQL = (
+    f"INSERT INTO {_METER_TABLE} (charge_point_id, connector_id, session_id, timestamp, "  # noqa: S608
+    "measurand, phase, location, context, unit, value, received_at) VALUES {values} "
+    "ON CONFLICT DO NOTHING"
+)
+
+
+@dataclass
+class _SessionMeter:
+    """What the meter-value rules read and write of a session (duck-types ``ChargingSession``
+    for ``_flag`` and ``_raise_energy``), without a model instance."""
+
+    pk: int
+    status: str
+    started_at: datetime
+    meter_start_wh: int
+    energy_wh: int
+    last_meter_at: datetime | None
+    needs_review: bool
+    review_reasons: list
+
+    @classmethod
+    def locked(cls, *, charge_point_id: int, transaction_id: int) -> _SessionMeter | None:
+        with connection.cursor() as cursor:
+            cursor.execute(_SESSION_METER_SQL, [transaction_id, charge_point_id])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        review_reasons = row[7] if isinstance(row[7], list) else json.loads(row[7])
+        return cls(*row[:7], review_reasons)
+
+
+# (timestamp, measurand, phase, location, context, unit, value)
+Reading = tuple[datetime, str, str, str, str, str, Decimal]
+
+
+def _meter_readings(meter_value: list[dict]) -> list[Reading]:
+    """The sampled values of a MeterValues (or StopTransaction transactionData), normalized;
+    InvalidOcppValue for a value or timestamp the domain cannot use."""
+    readings: list[Reading] = []
     for entry in meter_value:
         at = parse_ocpp_time(entry["timestamp"])
         for sample in entry["sampled_value"]:
             measurand = sample.get("measurand") or ENERGY_REGISTER
             value, unit = _normalize(sample["value"], sample.get("unit"), measurand)
-            rows.append(
-                MeterValue(
-                    charge_point_id=charge_point_id,
-                    connector_id=connector_id,
-                    session=session,
-                    timestamp=at,
-                    measurand=measurand,
-                    phase=sample.get("phase") or "",
-                    location=sample.get("location") or "",
-                    context=sample.get("context") or "Sample.Periodic",
-                    unit=unit,
-                    value=value,
+            readings.append(
+                (
+                    at,
+                    measurand,
+                    sample.get("phase") or "",
+                    sample.get("location") or "",
+                    sample.get("context") or "Sample.Periodic",
+                    unit,
+                    value,
                 )
             )
-    MeterValue.objects.bulk_create(rows, ignore_conflicts=True)  # duplicates are stored once
-    if session is None or session.status == SessionStatus.COMPLETED:
+    return readings
+
+
+def _meter_insert_sql(
+    charge_point_id: int, connector_id: int, session_id: int | None, readings: list[Reading], now: datetime
+) -> tuple[str, list]:
+    """INSERT of the readings (PostgreSQL); a duplicate (``meter_value_once``) is stored once."""
+    params: list = []
+    for reading in readings:
+        params += [charge_point_id, connector_id, session_id, *reading, now]
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(readings))
+    return _METER_INSERT_SQL.format(values=values), params
+
+
+def _meter_insert(
+    charge_point_id: int, connector_id: int, session_id: int | None, readings: list[Reading], now: datetime
+) -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(*_meter_insert_sql(charge_point_id, connector_id, session_id, readings, now))
         return
+    fields = ("timestamp", "measurand", "phase", "location", "context", "unit", "value")
+    MeterValue.objects.bulk_create(
+        [
+            MeterValue(
+                charge_point_id=charge_point_id,
+                connector_id=connector_id,
+                session_id=session_id,
+                received_at=now,
+                **dict(zip(fields, reading, strict=True)),
+            )
+            for reading in readings
+        ],
+        ignore_conflicts=True,  # duplicates are stored once
+    )
+
+
+_MERGED_INSERT_MAX = 500  # readings in the statement that also updates the session
+
+
+def _meter_values_store(
+    *,
+    charge_point_id: int,
+    connector_id: int,
+    session: ChargingSession | _SessionMeter | None,
+    readings: list[Reading],
+) -> None:
+    if not readings:
+        return
+    now = timezone.now()
+    session_id = session.pk if session is not None else None
     registers = [
-        row for row in rows if row.measurand == ENERGY_REGISTER and not row.phase and row.unit == "Wh"
+        (at, value)
+        for at, measurand, phase, _location, _context, unit, value in readings
+        if measurand == ENERGY_REGISTER and not phase and unit == "Wh"
     ]
-    if not registers:
+    if session is None or session.status == SessionStatus.COMPLETED or not registers:
+        _meter_insert(charge_point_id, connector_id, session_id, readings, now)
         return
     # The highest register counted so far, and when the newest reading was taken: enough to
     # judge a reading that comes in time order without a query. Offline queues arrive in any
-    # order; a reading older than the newest is compared against the stored ones.
-    highest = session.meter_start_wh + session.energy_wh
+    # order; a reading older than the newest is compared against the stored ones (this
+    # message's included, so those are inserted first).
+    registers.sort(key=lambda register: register[0])
     newest_at = session.last_meter_at or session.started_at
+    merged = (
+        registers[0][0] >= newest_at  # no reading needs the stored ones to be judged
+        and len(readings) <= _MERGED_INSERT_MAX
+        and connection.vendor == "postgresql"
+    )
+    if not merged:
+        _meter_insert(charge_point_id, connector_id, session_id, readings, now)
+    highest = session.meter_start_wh + session.energy_wh
     backwards = False
-    for row in sorted(registers, key=lambda row: row.timestamp):
-        if row.timestamp >= newest_at:
-            backwards |= row.value < highest
-            highest, newest_at = max(highest, int(row.value)), row.timestamp
+    for at, value in registers:
+        if at >= newest_at:
+            backwards |= value < highest
+            highest, newest_at = max(highest, int(value)), at
         else:
-            backwards |= session.meter_values.filter(
-                Q(timestamp__lt=row.timestamp, value__gt=row.value)
-                | Q(timestamp__gt=row.timestamp, value__lt=row.value),
+            backwards |= MeterValue.objects.filter(
+                Q(timestamp__lt=at, value__gt=value) | Q(timestamp__gt=at, value__lt=value),
+                session_id=session.pk,
                 measurand=ENERGY_REGISTER,
                 phase="",
                 unit="Wh",
             ).exists()
-            highest = max(highest, int(row.value))
+            highest = max(highest, int(value))
     if backwards:
         _flag(session, "energy register went backwards (meter reset or clock skew)")
     _raise_energy(session, highest)
     session.last_meter_at = newest_at
-    session.save(update_fields=["energy_wh", "last_meter_at", "needs_review", "review_reasons", "updated_at"])
+    if connection.vendor != "postgresql":
+        ChargingSession.objects.filter(pk=session.pk).update(
+            energy_wh=session.energy_wh,
+            last_meter_at=session.last_meter_at,
+            needs_review=session.needs_review,
+            review_reasons=session.review_reasons,
+            updated_at=now,
+        )
+        return
+    update_params = [
+        session.energy_wh,
+        session.last_meter_at,
+        session.needs_review,
+        Jsonb(session.review_reasons),
+        now,
+        session.pk,
+    ]
+    with connection.cursor() as cursor:
+        if merged:  # one statement: the readings and the session's new energy
+            insert, insert_params = _meter_insert_sql(
+                charge_point_id, connector_id, session_id, readings, now
+            )
+            cursor.execute(
+                f"WITH inserted AS ({insert}) {_SESSION_METER_UPDATE_SQL}", insert_params + update_params
+            )
+        else:
+            cursor.execute(_SESSION_METER_UPDATE_SQL, update_params)
 
 
 def session_flag(*, session: ChargingSession, reason: str) -> None:

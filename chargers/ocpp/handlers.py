@@ -7,6 +7,7 @@ the message log are in ``route_message``/``_send``; the socket itself is the con
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 
@@ -82,10 +83,28 @@ class CentralSystem(OcppChargePoint):
     # --- framing -----------------------------------------------------------------------
 
     async def route_message(self, raw_msg: str) -> None:
+        try:
+            frame = json.loads(raw_msg)
+        except ValueError:
+            frame = None  # unpack() below answers it
         log.record(
-            identity=self.id, charge_point_id=self.charge_point_id, direction=Direction.IN, raw=raw_msg
+            identity=self.id,
+            charge_point_id=self.charge_point_id,
+            direction=Direction.IN,
+            raw=raw_msg,
+            described=log.describe(frame),
         )
         await self._touch()
+        if _is_heartbeat(frame):
+            # The most frequent frame by far, answered without the generic machinery (schema
+            # validation, dataclass round trip): ``_is_heartbeat`` is exactly the Heartbeat
+            # schema (an empty object), and the answer is what ``on_heartbeat`` gives.
+            unique_id = frame[1]
+            await self._send(
+                json.dumps([3, unique_id, {"currentTime": _now()}], separators=(",", ":")),
+                described=(3, unique_id[:64], ""),
+            )
+            return
         try:
             message = unpack(raw_msg)
         except OCPPError as error:
@@ -124,9 +143,13 @@ class CentralSystem(OcppChargePoint):
         )
         await self._send(frame.to_json())
 
-    async def _send(self, message: str) -> None:
+    async def _send(self, message: str, described: tuple[int | None, str, str] | None = None) -> None:
         log.record(
-            identity=self.id, charge_point_id=self.charge_point_id, direction=Direction.OUT, raw=message
+            identity=self.id,
+            charge_point_id=self.charge_point_id,
+            direction=Direction.OUT,
+            raw=message,
+            described=described,
         )
         await self._connection.send(message)
 
@@ -240,6 +263,20 @@ class CentralSystem(OcppChargePoint):
     async def on_firmware_status_notification(self, status: str):
         await service(services.charger_firmware_status, charge_point_id=self.charge_point_id, status=status)
         return call_result.FirmwareStatusNotification()
+
+
+def _is_heartbeat(frame) -> bool:
+    """``[2, "<id>", "Heartbeat", {}]``: a CALL whose payload passes the Heartbeat schema (an
+    object with no properties; ``additionalProperties`` is false)."""
+    return (
+        type(frame) is list
+        and len(frame) == 4
+        and frame[0] == 2
+        and frame[2] == "Heartbeat"
+        and type(frame[1]) is str
+        and type(frame[3]) is dict
+        and not frame[3]
+    )
 
 
 def _now() -> str:

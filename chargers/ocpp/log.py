@@ -38,9 +38,9 @@ _COLUMNS = (
 )
 
 
-def _describe(raw: str) -> tuple[int | None, str, str]:
+def describe(frame) -> tuple[int | None, str, str]:
+    """(message type, unique id, action) of a parsed frame; (None, "", "") if it is no OCPP array."""
     try:
-        frame = json.loads(raw)
         message_type = int(frame[0])
         unique_id = str(frame[1])[:64]
         action = str(frame[2])[:48] if message_type == 2 else ""
@@ -49,10 +49,26 @@ def _describe(raw: str) -> tuple[int | None, str, str]:
         return None, "", ""
 
 
-def record(*, identity: str, charge_point_id: int | None, direction: str, raw: str) -> None:
+def _describe(raw: str) -> tuple[int | None, str, str]:
+    try:
+        return describe(json.loads(raw))
+    except (ValueError, TypeError):
+        return None, "", ""
+
+
+def record(
+    *,
+    identity: str,
+    charge_point_id: int | None,
+    direction: str,
+    raw: str,
+    described: tuple[int | None, str, str] | None = None,
+) -> None:
+    """Log one frame. ``described`` is ``describe()`` of the frame when the caller has parsed it
+    already (one JSON parse per frame, not two)."""
     if not settings.OCPP_MESSAGE_LOG:
         return
-    message_type, unique_id, action = _describe(raw)
+    message_type, unique_id, action = described if described is not None else _describe(raw)
     _buffer.append(
         (
             charge_point_id,
