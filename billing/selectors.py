@@ -97,15 +97,27 @@ def session_time_zone(*, session) -> str:
     return site.time_zone if site is not None else "UTC"
 
 
+def register_values(meter_values: QuerySet) -> QuerySet:
+    """The meter values pricing reads: the whole-meter energy register (no phase, at the outlet)."""
+    return meter_values.filter(measurand=ENERGY_REGISTER, phase="", location__in=REGISTER_LOCATIONS)
+
+
+def with_stop_reading(
+    readings: list[Reading], stopped_at: datetime | None, meter_stop_wh: int | None
+) -> list[Reading]:
+    """``readings`` plus the StopTransaction register reading, when the session has a valid one."""
+    if stopped_at is None or meter_stop_wh is None or meter_stop_wh < 0:
+        return readings
+    return [*readings, Reading(stopped_at, Decimal(meter_stop_wh))]
+
+
 def session_readings(*, session, until: datetime | None = None) -> list[Reading]:
     """Energy register readings of ``session`` (whole-meter values, any order), Wh."""
-    rows = session.meter_values.filter(measurand=ENERGY_REGISTER, phase="", location__in=REGISTER_LOCATIONS)
+    rows = register_values(session.meter_values.all())
     if until is not None:
         rows = rows.filter(timestamp__lte=until)
     readings = [Reading(ts, value) for ts, value in rows.values_list("timestamp", "value")]
-    if session.stopped_at is not None and session.meter_stop_wh is not None and session.meter_stop_wh >= 0:
-        readings.append(Reading(session.stopped_at, Decimal(session.meter_stop_wh)))
-    return readings
+    return with_stop_reading(readings, session.stopped_at, session.meter_stop_wh)
 
 
 def cdrs_unbilled_for(*, account: BillingAccount, before: datetime) -> QuerySet[Cdr]:

@@ -201,14 +201,6 @@ def _account_for_owner(*, organization_id: int | None, user_id: int | None, curr
     return None
 
 
-def billing_account_for_session(*, session, currency: str) -> BillingAccount | None:
-    """The account a session is billed to: its token's organization, else its user (made on first use)."""
-    token = session.id_token
-    if token is None:
-        return None
-    return _account_for_owner(organization_id=token.organization_id, user_id=token.user_id, currency=currency)
-
-
 def snapshot_digest(data: dict[str, Any]) -> str:
     """SHA-256 of a tariff's canonical JSON: the identity of a :class:`TariffSnapshot`."""
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -302,15 +294,9 @@ def cdrs_create_for_sessions(*, session_ids: list[int]) -> int:
     if not facts:
         return 0
     readings: dict[int, list[Reading]] = defaultdict(list)
-    for session_id, timestamp, value in (
+    for session_id, timestamp, value in selectors.register_values(
         _with_ids(MeterValue.objects, "session_id", known)
-        .filter(
-            measurand=selectors.ENERGY_REGISTER,
-            phase="",
-            location__in=selectors.REGISTER_LOCATIONS,
-        )
-        .values_list("session_id", "timestamp", "value")
-    ):
+    ).values_list("session_id", "timestamp", "value"):
         readings[session_id].append(Reading(timestamp, value))
     accounts = _accounts_by_owner(facts)
     resolve = selectors.tariff_resolver()
@@ -347,9 +333,7 @@ def cdrs_create_for_sessions(*, session_ids: list[int]) -> int:
             snapshot = tariff_snapshot_take(tariff=tariff)
             engines[tariff.pk] = (snapshot.pk, tariff_from_ocpi(snapshot.data))
         snapshot_pk, engine = engines[tariff.pk]
-        session_readings = readings.get(session_id, [])
-        if meter_stop is not None and meter_stop >= 0:
-            session_readings = [*session_readings, Reading(stopped_at, meter_stop)]
+        session_readings = selectors.with_stop_reading(readings.get(session_id, []), stopped_at, meter_stop)
         time_zone = time_zone or "UTC"
         try:
             priced = price_session(
@@ -419,8 +403,10 @@ def _with_ids(queryset, column: str, ids):
 
 def _accounts_by_owner(facts) -> dict[tuple[int | None, int | None], BillingAccount]:
     """Existing billing accounts of these sessions' owners, keyed (organization id, user id)."""
-    org_ids = {row[12] for row in facts if row[12] is not None}
-    user_ids = {row[13] for row in facts if row[12] is None and row[13] is not None}
+    org_at = _SESSION_FACTS.index("id_token__organization_id")
+    user_at = _SESSION_FACTS.index("id_token__user_id")
+    org_ids = {row[org_at] for row in facts if row[org_at] is not None}
+    user_ids = {row[user_at] for row in facts if row[org_at] is None and row[user_at] is not None}
     found: dict[tuple[int | None, int | None], BillingAccount] = {}
     for account in BillingAccount.objects.filter(organization_id__in=org_ids):
         found[(account.organization_id, None)] = account
