@@ -5,14 +5,15 @@ The CDR task, the live-session estimate, the admin preview and the benchmark all
 :func:`price_session`.
 
 Inputs and outputs are ``Decimal``; never float. Inside, volumes and costs are exact rational
-numbers (:class:`fractions.Fraction`): energy interpolated between two readings and hours of
+numbers (``gmpy2.mpq``: GMP's rationals, :class:`fractions.Fraction` in C, a tenth of its
+cost): energy interpolated between two readings and hours of
 a segment are quotients (a third of an interval, seconds / 3600) that no finite Decimal holds,
 and the spec allows one rounding only — the CDR total to the currency's minor unit, then VAT
 per rate. Converting the exact total to Decimal is exact whenever it terminates, and a value
 that does not terminate is never a rounding tie, so half-up rounding is decided correctly.
 
 Speed (the CDR path prices a million sessions a run): instants are integer microseconds since
-the session start, so volumes stay plain integers until a division needs a Fraction; the
+the session start, so volumes stay plain integers until a division needs an mpq; the
 local-time boundaries of a zone and day are computed once and cached; rounding and display
 are exact integer arithmetic. ``billing/tests/reference_pricing.py`` is the engine before
 that work, and a property test holds the two to the same JSON on random tariffs and sessions.
@@ -26,10 +27,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, localcontext
-from fractions import Fraction
 from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from gmpy2 import mpq
 
 from evcharge.core.money import Money, minor_unit, round_half_up
 
@@ -117,7 +119,7 @@ class _Plan:
     candidates: dict[str, tuple[tuple[int, PriceComponent, Restrictions], ...]]  # per type, in order
     times_of_day: tuple[time, ...]  # local times where prices may change (sorted)
     duration_cuts_us: frozenset[int]
-    kwh_cuts_wh: tuple[Fraction, ...]
+    kwh_cuts_wh: tuple[mpq, ...]
     needs_local: bool  # some restriction looks at local time, date or weekday
     needs_energy: bool  # ... at the energy delivered so far
     needs_power: bool  # ... at the charging power
@@ -134,7 +136,7 @@ def _plan(elements: tuple[TariffElement, ...]) -> _Plan:
     }
     times: set[time] = set()
     durations: set[int] = set()
-    kwh: set[Fraction] = set()
+    kwh: set[mpq] = set()
     needs_local = needs_energy = needs_power = False
     for element in elements:
         r = element.restrictions
@@ -190,8 +192,8 @@ class PricedComponent:
     element: int  # index of the tariff element it came from
     price: Decimal
     vat: Decimal | None
-    volume: Fraction  # kWh, hours or 1 (FLAT)
-    cost: Fraction  # volume x price, exact, excl. VAT
+    volume: mpq  # kWh, hours or 1 (FLAT)
+    cost: mpq  # volume x price, exact, excl. VAT
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -210,7 +212,7 @@ class PricedPeriod:
 
     start: datetime
     end: datetime
-    energy_wh: Fraction
+    energy_wh: mpq
     charging: bool
     components: tuple[PricedComponent, ...]
 
@@ -248,10 +250,10 @@ class PricedSession:
     periods: tuple[PricedPeriod, ...]
     flat: PricedComponent | None
     step_extras: tuple[PricedComponent, ...]
-    energy_wh: Fraction
-    charging_seconds: Fraction
-    parking_seconds: Fraction
-    cost_exact: Fraction  # before rounding and min/max
+    energy_wh: mpq
+    charging_seconds: mpq
+    parking_seconds: mpq
+    cost_exact: mpq  # before rounding and min/max
     total_excl: Money
     min_max_applied: str | None  # "min_price" / "max_price" / None
     vat_lines: tuple[VatLine, ...]
@@ -284,21 +286,21 @@ class PricedSession:
 # --- helpers -----------------------------------------------------------------------------
 
 
-def _frac(value: Decimal | int) -> Fraction:
-    return Fraction(value)  # exact for Decimal and int
+def _frac(value: Decimal | int) -> mpq:
+    return mpq(value)  # exact for Decimal and int
 
 
 def _micros(delta: timedelta) -> int:
     return (delta.days * 86_400 + delta.seconds) * 10**6 + delta.microseconds
 
 
-def _exact_decimal(value: Fraction) -> Decimal:
-    """The Decimal of a Fraction: exact when it terminates, else 60 significant digits."""
+def _exact_decimal(value: mpq) -> Decimal:
+    """The Decimal of a rational: exact when it terminates, else 60 significant digits."""
     with localcontext(prec=60):
-        return Decimal(value.numerator) / Decimal(value.denominator)
+        return Decimal(int(value.numerator)) / Decimal(int(value.denominator))
 
 
-def _display(value: Fraction | int, per: int = 1) -> str:
+def _display(value: mpq | int, per: int = 1) -> str:
     """``value / per`` for people to read (6 decimals, half-even, plain notation); totals never use it."""
     if isinstance(value, int):
         numerator, denominator = value, per
@@ -326,33 +328,33 @@ _ZERO = Decimal(0)
 
 
 @functools.lru_cache(maxsize=1024)
-def _fraction_of(value: Decimal) -> Fraction:
-    """``Fraction(value)`` for the few prices and rates of a tariff, converted once."""
-    return Fraction(value)
+def _fraction_of(value: Decimal) -> mpq:
+    """``mpq(value)`` for the few prices and rates of a tariff, converted once."""
+    return mpq(value)
 
 
 @functools.lru_cache(maxsize=256)
 def _rate_decimal(rate: Decimal) -> Decimal:
     """A VAT percentage as the CDR shows it (``19.00`` → ``19``)."""
-    return _exact_decimal(Fraction(rate))
+    return _exact_decimal(mpq(rate))
 
 
-def _quantize_half_even(value: Fraction, places: int) -> Decimal:
+def _quantize_half_even(value: mpq, places: int) -> Decimal:
     """``value`` to ``places`` decimals, ties to even (Decimal's default), exactly."""
     q, r = divmod(abs(value.numerator) * 10**places, value.denominator)
     if 2 * r > value.denominator or (2 * r == value.denominator and q & 1):
         q += 1
-    return Decimal(-q if value < 0 else q).scaleb(-places)
+    return Decimal(int(-q if value < 0 else q)).scaleb(-places)
 
 
-def _round(value: Fraction | int, currency: str) -> Decimal:
+def _round(value: mpq | int, currency: str) -> Decimal:
     """``value`` rounded half-up (ties away from zero) to the currency's minor unit, exactly."""
-    value = Fraction(value)
+    value = mpq(value)
     places = minor_unit(currency)
     q, r = divmod(abs(value.numerator) * 10**places, value.denominator)
     if 2 * r >= value.denominator:
         q += 1
-    return Decimal(-q if value < 0 else q).scaleb(-places)
+    return Decimal(int(-q if value < 0 else q)).scaleb(-places)
 
 
 def _require_aware(moment: datetime, name: str) -> None:
@@ -362,24 +364,29 @@ def _require_aware(moment: datetime, name: str) -> None:
 
 # --- the timeline ------------------------------------------------------------------------
 # Instants are microseconds since the session start: integers, except where a kWh threshold is
-# crossed between two readings (a Fraction). Energy is Wh since the session start: an integer
-# while the register readings are whole, a Fraction once interpolated.
+# crossed between two readings (an mpq). Energy is Wh since the session start: an integer
+# while the register readings are whole, an mpq once interpolated.
 
 
-def _number(value: Decimal | int) -> int | Fraction:
-    """A reading as an int when it is whole (the fast case), else an exact Fraction."""
+def _number(value: Decimal | int) -> int | mpq:
+    """A reading as an int when it is whole (the fast case), else an exact mpq."""
     if isinstance(value, int):
         return value
     as_int = int(value)
-    return as_int if as_int == value else Fraction(value)
+    return as_int if as_int == value else mpq(value)
 
 
-def _ratio(numerator, denominator) -> int | Fraction:
-    """``numerator / denominator`` exactly: an int when it divides, else a Fraction."""
+def _floor(value) -> int:
+    """``value`` rounded down to a Python int (``timedelta`` takes no GMP integer)."""
+    return value if isinstance(value, int) else int(value // 1)
+
+
+def _ratio(numerator, denominator) -> int | mpq:
+    """``numerator / denominator`` exactly: an int when it divides, else an mpq."""
     if isinstance(numerator, int) and isinstance(denominator, int):
         q, r = divmod(numerator, denominator)
-        return q if r == 0 else Fraction(numerator, denominator)
-    return Fraction(numerator) / denominator
+        return q if r == 0 else mpq(numerator, denominator)
+    return mpq(numerator) / denominator
 
 
 class _Curve:
@@ -442,9 +449,9 @@ class _Context:
     looks at are left ``None``."""
 
     local: datetime | None
-    elapsed_us: Fraction | int  # since session start
-    energy_wh: Fraction | int | None  # delivered so far
-    power_kw: Fraction | int | None
+    elapsed_us: mpq | int  # since session start
+    energy_wh: mpq | int | None  # delivered so far
+    power_kw: mpq | int | None
 
 
 def _holds(r: Restrictions, ctx: _Context) -> bool:
@@ -583,7 +590,7 @@ def price_session(
 
     periods: list[PricedPeriod] = []
     last_component: dict[str, tuple[int, PriceComponent]] = {}
-    volumes: dict[str, Fraction | int] = {d: 0 for d in DIMENSIONS}
+    volumes: dict[str, mpq | int] = {d: 0 for d in DIMENSIONS}
     energy_total = charging_us = parking_us = 0
     pending: dict[str, Any] | None = None
 
@@ -607,7 +614,7 @@ def price_session(
             PricedPeriod(
                 start=pending["start"],
                 end=pending["end"],
-                energy_wh=Fraction(pending["energy"]),
+                energy_wh=mpq(pending["energy"]),
                 charging=pending["charging"],
                 components=tuple(components),
             )
@@ -619,7 +626,7 @@ def price_session(
         energy = curve.energy_at(b) - curve.energy_at(a) if b > a else e1 - e0
         charging = e1 > e0
         ctx = _Context(
-            local=(started_at + timedelta(microseconds=math.floor(mid))).astimezone(zone)
+            local=(started_at + timedelta(microseconds=_floor(mid))).astimezone(zone)
             if plan.needs_local
             else None,
             elapsed_us=mid,
@@ -651,8 +658,8 @@ def price_session(
             volumes[kind] += segment_volume[kind]
             last_component[kind] = chosen
 
-        start = started_at + timedelta(microseconds=math.floor(a))
-        end = started_at + timedelta(microseconds=math.floor(b))
+        start = started_at + timedelta(microseconds=_floor(a))
+        end = started_at + timedelta(microseconds=_floor(b))
         key = (charging, tuple(sorted((k, i) for k, (i, _) in choice.items())))
         if pending is not None and pending["key"] == key:
             pending["end"] = end
@@ -674,7 +681,7 @@ def price_session(
 
     # Step size: the dimension's total volume rounded up, priced at its last component.
     extras: list[PricedComponent] = []
-    unit = {ENERGY: Fraction(1, 1000), TIME: Fraction(1, 3600), PARKING_TIME: Fraction(1, 3600)}
+    unit = {ENERGY: mpq(1, 1000), TIME: mpq(1, 3600), PARKING_TIME: mpq(1, 3600)}
     for kind, (index, component) in last_component.items():
         base_units = volumes[kind] / unit[kind]  # Wh or seconds
         stepped = math.ceil(base_units / component.step_size) * component.step_size
@@ -707,7 +714,7 @@ def price_session(
             break
 
     all_components = [c for p in periods for c in p.components] + extras + ([flat] if flat else [])
-    cost_exact = sum((c.cost for c in all_components), Fraction(0))
+    cost_exact = sum((c.cost for c in all_components), mpq(0))
     total = _round(cost_exact, currency)
     applied = None
     if tariff.min_price is not None and total < tariff.min_price:
@@ -725,9 +732,9 @@ def price_session(
         periods=tuple(periods),
         flat=flat,
         step_extras=tuple(extras),
-        energy_wh=Fraction(energy_total),
-        charging_seconds=Fraction(charging_us) / 1_000_000,
-        parking_seconds=Fraction(parking_us) / 1_000_000,
+        energy_wh=mpq(energy_total),
+        charging_seconds=mpq(charging_us) / 1_000_000,
+        parking_seconds=mpq(parking_us) / 1_000_000,
         cost_exact=cost_exact,
         total_excl=Money(total, currency),
         min_max_applied=applied,
@@ -738,13 +745,13 @@ def price_session(
 
 
 def _vat_lines(
-    tariff: Tariff, components: list[PricedComponent], cost_exact: Fraction, total: Decimal, currency: str
+    tariff: Tariff, components: list[PricedComponent], cost_exact: mpq, total: Decimal, currency: str
 ) -> tuple[VatLine, ...]:
-    by_rate: dict[Decimal, Fraction] = {}  # VAT percentage -> exact cost at that rate
+    by_rate: dict[Decimal, mpq] = {}  # VAT percentage -> exact cost at that rate
     for component in components:
         rate = component.vat or _ZERO
         by_rate[rate] = by_rate.get(rate, 0) + component.cost
-    total_f = Fraction(total)
+    total_f = mpq(total)
     if cost_exact != 0 and len(by_rate) == 1:
         bases = dict.fromkeys(by_rate, total_f)  # one rate: its share is the whole total
     elif cost_exact != 0:

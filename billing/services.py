@@ -10,12 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from fractions import Fraction
 from typing import Any
 
 import orjson
@@ -370,7 +368,7 @@ def cdrs_create_for_sessions(*, session_ids: list[int]) -> int:
                 id_tag,
                 started_at,
                 priced.stopped_at,
-                math.floor(priced.energy_wh + Fraction(1, 2)),  # Wh, half-up
+                int((2 * priced.energy_wh + 1) // 2),  # Wh, half-up
                 Decimal(pricing["total_energy_kwh"]),
                 Decimal(pricing["total_time_hours"]),
                 Decimal(pricing["total_parking_time_hours"]),
