@@ -287,8 +287,15 @@ def cdrs_create_for_sessions(*, session_ids: list[int]) -> int:
         .values_list(*_SESSION_FACTS)
     )
     known = {row[0] for row in facts}
-    for missing in sorted(set(session_ids) - known):
-        logger.info("cdr: session %s is missing, unfinished or already priced", missing)
+    skipped = sorted(set(session_ids) - known)
+    if skipped:  # one line per batch: a rerun over a million priced sessions logs 500 lines, not 1M
+        logger.info(
+            "cdr: %s of %s sessions are missing, unfinished or already priced (ids %s…%s)",
+            len(skipped),
+            len(set(session_ids)),
+            skipped[0],
+            skipped[-1],
+        )
     if not facts:
         return 0
     readings: dict[int, list[Reading]] = defaultdict(list)
