@@ -293,7 +293,8 @@ def run() -> None:
             (
                 "evcharge rerun",
                 rerun,
-                f"{rerun[2]['cdrs']:,} CDRs, {rerun[2]['invoices']:,} invoices created",
+                f"{rerun[2]['cdrs']:,} CDRs, {rerun[2]['invoices']:,} invoices created "
+                f"(pricing {rerun[2]['pricing_s']:.1f} s, invoicing {rerun[2]['invoicing_s']:.1f} s)",
             ),
         ]
         print(f"{'step':36} {'time s':>9} {'peak RSS MiB':>13}  result")

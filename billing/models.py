@@ -435,6 +435,33 @@ class InvoiceLine(models.Model):
         return f"{self.invoice} · CDR {self.cdr_id}"
 
 
+class UnbilledCdr(models.Model):
+    """A CDR waiting for its invoice: the billing cycle's work queue.
+
+    Kept by the database, never by code: a trigger adds every CDR that has an account when it
+    is inserted, and a trigger on invoice lines removes it when a line bills it (and puts it
+    back if a line is ever deleted) — migration 0008. So the cycle looks at what is unbilled,
+    not at every CDR ever written, and its cost stays flat as history grows. The lines'
+    unique CDR key remains what makes a CDR billed at most once.
+    """
+
+    cdr = models.OneToOneField(
+        Cdr, primary_key=True, on_delete=models.DO_NOTHING, related_name="unbilled", db_constraint=False
+    )
+    account = models.ForeignKey(
+        BillingAccount, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False, db_index=False
+    )
+    currency = models.CharField(max_length=3)
+    stopped_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "unbilled CDR"
+        indexes = [models.Index(fields=["account", "stopped_at"], name="billing_unbilled_account")]
+
+    def __str__(self) -> str:
+        return f"unbilled CDR {self.cdr_id}"
+
+
 class NumberCounter(models.Model):
     """The last number taken per series and year. Locked (``FOR UPDATE``) by the issuing transaction."""
 

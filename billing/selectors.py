@@ -13,7 +13,7 @@ from decimal import Decimal
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from billing.choices import SCOPE_PRECEDENCE, AssignmentScope
-from billing.models import BillingAccount, Cdr, InvoiceLine, Tariff, TariffAssignment
+from billing.models import BillingAccount, Cdr, Tariff, TariffAssignment, UnbilledCdr
 from billing.pricing import Reading
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
@@ -123,8 +123,9 @@ def session_readings(*, session, until: datetime | None = None) -> list[Reading]
 def cdrs_unbilled_for(*, account: BillingAccount, before: datetime) -> QuerySet[Cdr]:
     """CDRs of ``account`` in its currency that stopped before ``before`` and are on no invoice."""
     return (
-        Cdr.objects.filter(account=account, currency=account.currency, stopped_at__lt=before)
-        .exclude(Exists(InvoiceLine.objects.filter(cdr=OuterRef("pk"))))
+        Cdr.objects.filter(
+            unbilled__account=account, unbilled__currency=account.currency, unbilled__stopped_at__lt=before
+        )
         .only("pk", "currency", "total_excl_vat", "total_vat", "total_incl_vat", "vat_breakdown")
         .order_by("stopped_at", "pk")
     )
@@ -142,7 +143,7 @@ def sessions_without_cdr(*, stopped_before: datetime) -> QuerySet:
 
 
 def accounts_with_unbilled_cdrs(*, before: datetime) -> QuerySet[BillingAccount]:
-    unbilled = Cdr.objects.filter(account=OuterRef("pk"), stopped_at__lt=before).exclude(
-        Exists(InvoiceLine.objects.filter(cdr=OuterRef("pk")))
-    )
+    """Accounts with a CDR waiting for an invoice that stopped before ``before`` (one index probe
+    each in the unbilled queue, however long the history)."""
+    unbilled = UnbilledCdr.objects.filter(account=OuterRef("pk"), stopped_at__lt=before)
     return BillingAccount.objects.filter(Exists(unbilled)).order_by("pk")

@@ -48,6 +48,7 @@ from billing.models import (
     TariffAssignment,
     TariffElement,
     TariffSnapshot,
+    UnbilledCdr,
 )
 from billing.ocpi import OcpiError, element_columns, tariff_from_ocpi, tariff_to_ocpi, to_decimal
 from billing.periods import last_closed_period, period_containing
@@ -628,18 +629,19 @@ def _lines_insert(invoices: list[Invoice]) -> None:
     account_marks = ", ".join(["%s"] * len(invoices))
     invoice_marks = ", ".join(["%s"] * len(invoices))
     with connection.cursor() as cursor:
-        # Our own table names; the ids are bound parameters. "On no invoice yet" is the unique
-        # CDR key of the lines table (``ON CONFLICT DO NOTHING``), not an anti-join: an anti-join
-        # against the table this statement fills gets planned as a rescan per row while that
-        # table looks empty.
+        # Our own table names; the ids are bound parameters. The CDRs come from the unbilled
+        # queue (a trigger takes each one out as its line goes in, so a later pass of the same
+        # transaction no longer sees it); the lines' unique CDR key (``ON CONFLICT DO NOTHING``)
+        # is what guarantees a CDR is billed once.
         cursor.execute(
             f"""
             INSERT INTO {InvoiceLine._meta.db_table} (invoice_id, cdr_id, total_excl_vat, total_vat, total_incl_vat)
             SELECT i.id, c.id, c.total_excl_vat, c.total_vat, c.total_incl_vat
-            FROM {Cdr._meta.db_table} c
+            FROM {UnbilledCdr._meta.db_table} u
             JOIN {Invoice._meta.db_table} i
-              ON i.account_id = c.account_id AND i.currency = c.currency AND c.stopped_at < i.period_end
-            WHERE c.account_id IN ({account_marks}) AND i.id IN ({invoice_marks})
+              ON i.account_id = u.account_id AND i.currency = u.currency AND u.stopped_at < i.period_end
+            JOIN {Cdr._meta.db_table} c ON c.id = u.cdr_id
+            WHERE u.account_id IN ({account_marks}) AND i.id IN ({invoice_marks})
             ON CONFLICT (cdr_id) DO NOTHING
             """,  # noqa: E501, S608
             [*(invoice.account_id for invoice in invoices), *(invoice.pk for invoice in invoices)],
@@ -710,10 +712,10 @@ def invoices_close_periods(*, account_ids: list[int], now: datetime, render_pdf:
         )
         earliest = {
             (row["account_id"], row["currency"]): row["first"]
-            for row in Cdr.objects.filter(account_id__in=periods)
-            .exclude(Exists(InvoiceLine.objects.filter(cdr=OuterRef("pk"))))
+            for row in UnbilledCdr.objects.filter(account_id__in=periods)
             .values("account_id", "currency")
             .annotate(first=Min("stopped_at"))
+            .order_by()
         }
         due: list[Invoice] = []
         for account in accounts:
@@ -832,7 +834,7 @@ def billing_cycle_run(*, now: datetime | None = None, render_pdfs: bool = True) 
         # statistics keep the set-based statements below on their indexes. Samples a bounded
         # number of rows, so it costs the same on any table size.
         with connection.cursor() as cursor:
-            cursor.execute(f"ANALYZE {Cdr._meta.db_table} (account_id, stopped_at, currency)")
+            cursor.execute(f"ANALYZE {UnbilledCdr._meta.db_table}")
     account_ids = list(selectors.accounts_with_unbilled_cdrs(before=now).values_list("pk", flat=True))
     created = []
     batch = settings.BILLING_CYCLE_BATCH

@@ -7,7 +7,7 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from billing import selectors, services
-from billing.models import Cdr, TariffSnapshot
+from billing.models import Cdr, TariffSnapshot, UnbilledCdr
 from billing.tests.factories import (
     ChargePointFactory,
     ConnectorFactory,
@@ -285,3 +285,7 @@ def test_a_session_priced_meanwhile_is_skipped_and_the_rest_written(monkeypatch)
     assert Cdr.objects.count() == 2
     assert Cdr.objects.get(session=raced).pk == first.pk
     assert Cdr.objects.filter(session=other).exists()
+    # Both write paths (COPY, and INSERT … ON CONFLICT) queued their CDRs for billing, once.
+    assert sorted(UnbilledCdr.objects.values_list("cdr_id", flat=True)) == sorted(
+        Cdr.objects.values_list("pk", flat=True)
+    )

@@ -1,17 +1,18 @@
 """Billing cycles, gapless numbers, invoice states, payments and credit notes (services)."""
 
+import importlib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from billing import services
 from billing.choices import InvoiceStatus
 from billing.exceptions import InvalidTransition, PaymentRefused
-from billing.models import Cdr, CreditNote, Invoice, InvoiceLine
+from billing.models import Cdr, CreditNote, Invoice, InvoiceLine, UnbilledCdr
 from billing.periods import last_closed_period, period_containing
 from billing.tests.factories import (
     IdTokenFactory,
@@ -186,6 +187,38 @@ def test_other_currency_cdrs_stay_unbilled():
     account_for_org(org, currency="EUR")
     cdr_for(org)
     assert services.billing_cycle_run(now=datetime(2026, 4, 2, tzinfo=UTC)).invoices_created == []
+
+
+def test_unbilled_queue_is_kept_by_the_database():
+    """The cycle reads what is unbilled from a queue that triggers keep: a CDR with an account
+    enters it when written (single or bulk), leaves it when a line bills it, and comes back if
+    that line is deleted; a CDR without an account, or a cycle that cannot bill it, changes
+    nothing."""
+    default_tariff()
+    org, other = OrganizationFactory(), OrganizationFactory()
+    account_for_org(org)
+    account_for_org(other, currency="JPY")  # its EUR CDR cannot be billed
+    single = cdr_for(org)
+    bulk = [SessionFactory(id_token=IdTokenFactory(organization=org)) for _ in range(3)]
+    services.cdrs_create_for_sessions(session_ids=[s.pk for s in bulk])
+    foreign = cdr_for(other)
+    ownerless = services.cdr_create_for_session(session_id=SessionFactory(id_token=None, id_tag="ANON").pk)
+    assert ownerless is not None
+    assert ownerless.account_id is None
+
+    def queued():
+        return set(UnbilledCdr.objects.values_list("cdr_id", flat=True))
+
+    billable = {single.pk, *Cdr.objects.filter(session__in=bulk).values_list("pk", flat=True)}
+    assert queued() == billable | {foreign.pk}
+
+    services.billing_cycle_run(now=datetime(2026, 4, 1, 1, tzinfo=UTC))
+    assert set(InvoiceLine.objects.values_list("cdr_id", flat=True)) == billable
+    assert queued() == {foreign.pk}  # billed ones left; the other currency's waits, visible
+
+    with connection.cursor() as cursor:  # past the ORM: the trigger still puts it back
+        cursor.execute("DELETE FROM billing_invoiceline WHERE cdr_id = %s", [single.pk])
+    assert queued() == {foreign.pk, single.pk}
 
 
 def test_database_refuses_a_second_invoice_or_a_cdr_twice():
@@ -372,3 +405,21 @@ def test_invoice_state_machine_keeps_its_invariants(steps):
             if after.status == InvoiceStatus.VOID:
                 assert after.amount_paid == 0
         transaction.set_rollback(True)
+
+
+def test_migration_backfill_queues_cdrs_with_an_account_and_no_line():
+    """Migration 0008 fills the queue from existing rows: exactly the CDRs that have an account
+    and no invoice line."""
+    backfill = importlib.import_module("billing.migrations.0008_unbilled_cdr_queue").BACKFILL
+    default_tariff()
+    org = OrganizationFactory()
+    account_for_org(org)
+    billed = cdr_for(org)
+    services.billing_cycle_run(now=datetime(2026, 4, 1, 1, tzinfo=UTC))
+    waiting = cdr_for(org, started_at=datetime(2026, 4, 2, 10, tzinfo=UTC))
+    services.cdr_create_for_session(session_id=SessionFactory(id_token=None, id_tag="ANON").pk)
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM billing_unbilledcdr")
+        cursor.execute(backfill)
+    assert InvoiceLine.objects.filter(cdr=billed).exists()
+    assert list(UnbilledCdr.objects.values_list("cdr_id", flat=True)) == [waiting.pk]
