@@ -131,15 +131,15 @@ def cdrs_unbilled_for(*, account: BillingAccount, before: datetime) -> QuerySet[
     )
 
 
-def sessions_without_cdr(*, stopped_before: datetime) -> QuerySet:
-    """Finished sessions that have no CDR yet (the safety net for a lost pricing message)."""
+def sessions_without_cdr(*, stopped_before: datetime, stopped_after: datetime | None = None) -> QuerySet:
+    """Finished sessions that have no CDR yet (the safety net for a lost pricing message),
+    stopped before ``stopped_before`` and, when given, at or after ``stopped_after``."""
     from chargers.models import ChargingSession
 
-    return (
-        ChargingSession.objects.filter(stopped_at__isnull=False, stopped_at__lt=stopped_before)
-        .exclude(Exists(Cdr.objects.filter(session_id=OuterRef("pk"))))
-        .order_by("pk")
-    )
+    sessions = ChargingSession.objects.filter(stopped_at__isnull=False, stopped_at__lt=stopped_before)
+    if stopped_after is not None:
+        sessions = sessions.filter(stopped_at__gte=stopped_after)
+    return sessions.exclude(Exists(Cdr.objects.filter(session_id=OuterRef("pk")))).order_by("pk")
 
 
 def accounts_with_unbilled_cdrs(*, before: datetime) -> QuerySet[BillingAccount]:

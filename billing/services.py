@@ -471,13 +471,18 @@ def _cdrs_insert(rows: list[tuple]) -> int:
         return written
 
 
-def cdr_sweep(*, stopped_before: datetime, batch_size: int = 2000) -> int:
+def cdr_sweep(
+    *, stopped_before: datetime, stopped_after: datetime | None = None, batch_size: int = 2000
+) -> int:
     """Price every finished session still without a CDR, in batches. Returns CDRs written.
 
     The OCPP side enqueues one pricing task per stop; this catches any message lost on the way.
     Sessions no tariff applies to stay without CDR (and are looked at again next time).
+    ``stopped_after`` bounds the look back (the frequent sweep reads recent stops by index, not
+    every session ever); without it, every finished session is looked at (the daily sweep).
     """
-    ids = list(selectors.sessions_without_cdr(stopped_before=stopped_before).values_list("pk", flat=True))
+    unpriced = selectors.sessions_without_cdr(stopped_before=stopped_before, stopped_after=stopped_after)
+    ids = list(unpriced.values_list("pk", flat=True))
     return sum(
         cdrs_create_for_sessions(session_ids=ids[i : i + batch_size]) for i in range(0, len(ids), batch_size)
     )

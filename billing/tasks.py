@@ -34,9 +34,14 @@ def cdr_price_session(session_id: int) -> int | None:
 
 
 @shared_task(name="billing.tasks.cdr_sweep", **RETRY)
-def cdr_sweep(grace_minutes: int = 10) -> int:
-    """Price finished sessions whose pricing message never arrived (older than the grace period)."""
-    return services.cdr_sweep(stopped_before=timezone.now() - timedelta(minutes=grace_minutes))
+def cdr_sweep(grace_minutes: int = 10, lookback_hours: int | None = None) -> int:
+    """Price finished sessions whose pricing message never arrived (older than the grace period,
+    and stopped within ``lookback_hours`` when given; ``None``: every finished session)."""
+    now = timezone.now()
+    return services.cdr_sweep(
+        stopped_before=now - timedelta(minutes=grace_minutes),
+        stopped_after=None if lookback_hours is None else now - timedelta(hours=lookback_hours),
+    )
 
 
 @shared_task(name="billing.tasks.billing_cycle_run", **RETRY)

@@ -200,7 +200,13 @@ class ChargingSession(TimeStampedModel):
             ),
             models.CheckConstraint(condition=Q(energy_wh__gte=0), name="session_energy_not_negative"),
         ]
-        indexes = [models.Index(fields=["status", "last_meter_at"])]
+        indexes = [
+            models.Index(fields=["status", "last_meter_at"]),
+            # The CDR sweep's window: finished sessions by stop time.
+            models.Index(
+                fields=["stopped_at"], condition=Q(stopped_at__isnull=False), name="chargers_session_stopped"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"session {self.pk} on {self.connector}"

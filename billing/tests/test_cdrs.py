@@ -4,9 +4,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from billing import selectors, services
+from billing import selectors, services, tasks
 from billing.models import Cdr, TariffSnapshot, UnbilledCdr
 from billing.tests.factories import (
     ChargePointFactory,
@@ -209,6 +210,21 @@ def test_sweep_prices_sessions_whose_message_was_lost():
     assert services.cdr_sweep(stopped_before=datetime.now(UTC)) == 0
     assert Cdr.objects.filter(session=lost).exists()
     assert not Cdr.objects.filter(session=live).exists()
+
+
+def test_frequent_sweep_looks_back_a_window_and_the_daily_one_at_everything():
+    """The 15-minute beat entry reads the last 48 hours of stops; the daily one every session.
+    Both through the real task, as beat sends them."""
+    default_tariff()
+    now = datetime.now(UTC)
+    recent = SessionFactory(started_at=now - timedelta(hours=3))
+    old = SessionFactory(started_at=now - timedelta(days=5))
+    beat = settings.CELERY_BEAT_SCHEDULE
+    assert tasks.cdr_sweep.apply(kwargs=beat["billing.cdr-sweep"].get("kwargs", {})).get() == 1
+    assert Cdr.objects.filter(session=recent).exists()
+    assert not Cdr.objects.filter(session=old).exists()
+    assert tasks.cdr_sweep.apply(kwargs=beat["billing.cdr-sweep-all"].get("kwargs", {})).get() == 1
+    assert Cdr.objects.filter(session=old).exists()
 
 
 def _resolve(session):

@@ -82,10 +82,17 @@ CELERY_BEAT_SCHEDULE = {
         "task": "billing.tasks.billing_cycle_run",
         "schedule": timedelta(hours=1),
     },
-    # Prices finished sessions whose pricing message was lost (the OCPP side sends one per stop).
+    # Prices finished sessions whose pricing message was lost (the OCPP side sends one per stop):
+    # every 15 minutes the stops of the last two days (by index), daily every finished session
+    # (for what could not be priced for longer, e.g. while no default tariff existed).
     "billing.cdr-sweep": {
         "task": "billing.tasks.cdr_sweep",
         "schedule": timedelta(minutes=15),
+        "kwargs": {"lookback_hours": 48},
+    },
+    "billing.cdr-sweep-all": {
+        "task": "billing.tasks.cdr_sweep",
+        "schedule": timedelta(hours=24),
     },
     "accounts.api-call-log-flush": {
         "task": "accounts.tasks.api_call_log_flush",
