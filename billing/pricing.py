@@ -314,6 +314,7 @@ def _display(value: mpq | int, per: int = 1) -> str:
     return f"-{text}" if numerator < 0 and q else text
 
 
+@functools.lru_cache(maxsize=1024)  # prices and rates: a few values, shown on every CDR
 def plain(value: Decimal) -> str:
     """``Decimal`` as a plain string without trailing zeros: 0.250000 → "0.25", 1E+1 → "10"."""
     text = format(value.normalize(), "f")
@@ -321,6 +322,8 @@ def plain(value: Decimal) -> str:
 
 
 def _iso(moment: datetime) -> str:
+    if moment.tzinfo is UTC:  # what the database gives: no conversion, the offset is "+00:00"
+        return moment.isoformat()[:-6] + "Z"
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
