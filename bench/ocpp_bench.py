@@ -23,7 +23,6 @@ import asyncio
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,8 @@ from urllib.parse import urlsplit, urlunsplit
 import websockets
 from django.db import connection
 
+from evcharge.core.devserver import asgi_start, free_port, port_wait, process_stop
+
 CONNECTIONS = int(os.environ.get("BENCH_OCPP_CONNECTIONS", "20"))
 SECONDS = float(os.environ.get("BENCH_OCPP_SECONDS", "5"))
 METER_MESSAGES = int(os.environ.get("BENCH_OCPP_METER_MESSAGES", "2000"))
@@ -41,18 +42,11 @@ MANY = int(os.environ.get("BENCH_OCPP_MANY", "5000"))
 METER_CHARGERS = int(os.environ.get("BENCH_OCPP_METER_CHARGERS", "10"))
 METER_IDENTITIES = [f"BENCH-M{n:04d}" for n in range(METER_CHARGERS)]
 PASSWORD = "bench-charger-password"  # noqa: S105 (a throwaway bench database)
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _pct(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))] if ordered else float("nan")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rss_kib(pid: int) -> int:
@@ -70,7 +64,6 @@ def _headers(identity: str) -> dict[str, str]:
 
 
 def _start_ours(database_url: str) -> tuple[subprocess.Popen, int]:
-    port = _free_port()
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -79,39 +72,12 @@ def _start_ours(database_url: str) -> tuple[subprocess.Popen, int]:
         "OCPP_LOG_FLUSH_MS": "500",
         "CHANNEL_LAYER_PREFIX": f"bench-{uuid.uuid4().hex[:6]}",
     }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "evcharge.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--lifespan",
-            "off",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "--ws-per-message-deflate",
-            "false",
-            "--backlog",
-            "8192",
-            "--ws-ping-interval",
-            "60",
-            "--ws-ping-timeout",
-            "60",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    _wait_port(port, process)
-    return process, port
+    options = ["--no-access-log", "--log-level", "warning", "--backlog", "8192"]
+    return asgi_start(env=env, options=[*options, "--ws-ping-interval", "60", "--ws-ping-timeout", "60"])
 
 
 def _start_echo() -> tuple[subprocess.Popen, int]:
-    port = _free_port()
+    port = free_port()
     code = (
         "import asyncio, websockets\n"
         "async def echo(ws):\n"
@@ -123,28 +89,8 @@ def _start_echo() -> tuple[subprocess.Popen, int]:
         "asyncio.run(main())\n"
     )
     process = subprocess.Popen([sys.executable, "-c", code])
-    _wait_port(port, process)
+    port_wait(port, process)
     return process, port
-
-
-def _wait_port(port: int, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("server exited")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError("server did not start")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 # --- client --------------------------------------------------------------------------------
@@ -333,8 +279,8 @@ def run() -> None:
             stored = MeterValue.objects.filter(session__in=sessions.values()).count()
             many = asyncio.run(_many_run(url, [f"BENCH-{n:05d}" for n in range(MANY)], server.pid))
         finally:
-            _stop(server)
-            _stop(echo)
+            process_stop(server)
+            process_stop(echo)
         _report(echo_rate, echo_lat, our_rate, our_lat, meter_rate, meter_lat, stored, many)
     finally:
         connection.creation.destroy_test_db(original_name, verbosity=0, keepdb=False)

@@ -2,9 +2,7 @@
 test database and the real Redis (cache, channel layer), reached over a real WebSocket."""
 
 import asyncio
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,13 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, subprocess_env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from conftest import subprocess_env
+from evcharge.core.devserver import asgi_start, process_stop
 
 
 @dataclass
@@ -41,30 +34,8 @@ class OcppServer:
 
 
 def start_server(log: Path, **env: str) -> OcppServer:
-    port = free_port()
     handle = log.open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "evcharge.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--lifespan",
-            "off",
-            "--ws-ping-interval",
-            "5",
-            "--ws-ping-timeout",
-            "5",
-            "--ws-per-message-deflate",
-            "false",
-        ],
-        cwd=ROOT,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
+    process, port = asgi_start(
         env=subprocess_env(
             LOG_FORMAT="text",
             OCPP_LOG_FLUSH_MS="100",
@@ -72,26 +43,15 @@ def start_server(log: Path, **env: str) -> OcppServer:
             SECURE_SSL_REDIRECT="0",
             **env,
         ),
+        options=["--ws-ping-interval", "5", "--ws-ping-timeout", "5"],
+        stdout=handle,
+        output=lambda: log.read_text(errors="replace"),
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"ocpp server died:\n{log.read_text()}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return OcppServer(port, process, log)
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"ocpp server did not start:\n{log.read_text()}")
+    return OcppServer(port, process, log)
 
 
 def stop_server(server: OcppServer) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+    process_stop(server.process)
 
 
 @pytest.fixture(scope="session")
