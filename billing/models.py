@@ -416,7 +416,11 @@ class Invoice(TimeStampedModel):
 class InvoiceLine(models.Model):
     """A CDR on an invoice. ``cdr`` is unique: a CDR is on at most one invoice, ever."""
 
-    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="lines")
+    # No foreign-key constraint either: PostgreSQL checked it at commit with a row lock on the
+    # invoice per line (a quarter of a million-CDR billing run). Invoices are never deleted — an
+    # issued number must stay, gapless — and the table refuses DELETE (migration 0009); lines are
+    # only made by the billing cycle's INSERT … SELECT joined to invoices of its own transaction.
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="lines", db_constraint=False)
     # Unique: a CDR is on one invoice at most. No foreign-key constraint: PostgreSQL checks one
     # with a row lock per line on the CDR (a million CDR pages rewritten per billing run); what
     # it guarded — a billed CDR disappearing — is refused by the CDR table itself (migration
@@ -427,6 +431,9 @@ class InvoiceLine(models.Model):
     total_excl_vat = models.DecimalField(**AMOUNT)
     total_vat = models.DecimalField(**AMOUNT)
     total_incl_vat = models.DecimalField(**AMOUNT)
+    # The CDR's one VAT rate (``Cdr.vat_rate``): the invoice's VAT sums these lines; a line
+    # without (several rates, or made before 0008) is summed from its CDR's JSON breakdown.
+    vat_rate = models.CharField(max_length=12, null=True, blank=True)  # noqa: DJ001 - NULL: see the CDR
 
     class Meta:
         ordering = ["invoice", "id"]
@@ -453,6 +460,13 @@ class UnbilledCdr(models.Model):
     )
     currency = models.CharField(max_length=3)
     stopped_at = models.DateTimeField()
+    # The CDR's totals and one VAT rate, copied: an invoice's lines and VAT are made from the
+    # queue and the lines alone, without reading CDR rows (a kilobyte each, scattered over a
+    # table far larger than memory).
+    total_excl_vat = models.DecimalField(**AMOUNT)
+    total_vat = models.DecimalField(**AMOUNT)
+    total_incl_vat = models.DecimalField(**AMOUNT)
+    vat_rate = models.CharField(max_length=12, null=True, blank=True)  # noqa: DJ001 - as Cdr.vat_rate
 
     class Meta:
         verbose_name = "unbilled CDR"

@@ -120,17 +120,6 @@ def session_readings(*, session, until: datetime | None = None) -> list[Reading]
     return with_stop_reading(readings, session.stopped_at, session.meter_stop_wh)
 
 
-def cdrs_unbilled_for(*, account: BillingAccount, before: datetime) -> QuerySet[Cdr]:
-    """CDRs of ``account`` in its currency that stopped before ``before`` and are on no invoice."""
-    return (
-        Cdr.objects.filter(
-            unbilled__account=account, unbilled__currency=account.currency, unbilled__stopped_at__lt=before
-        )
-        .only("pk", "currency", "total_excl_vat", "total_vat", "total_incl_vat", "vat_breakdown")
-        .order_by("stopped_at", "pk")
-    )
-
-
 def sessions_without_cdr(*, stopped_before: datetime, stopped_after: datetime | None = None) -> QuerySet:
     """Finished sessions that have no CDR yet (the safety net for a lost pricing message),
     stopped before ``stopped_before`` and, when given, at or after ``stopped_after``."""

@@ -535,9 +535,10 @@ def _transition(invoice: Invoice, target: str) -> None:
 def _vat_breakdowns(*, invoices: list[Invoice]) -> dict[int, list[dict[str, str]]]:
     """VAT by rate of each invoice: the sums of its CDRs' own per-rate bases and (rounded) amounts.
 
-    A CDR with one VAT rate (``vat_rate`` set) contributes its totals excl. VAT and VAT; the
-    others (several rates, or written before the column existed) their JSON breakdown lines.
-    Bases are shown with the currency's minor unit + 2 decimals, amounts with the minor unit.
+    A line whose CDR has one VAT rate (the line's ``vat_rate``) contributes its totals excl.
+    VAT and VAT, read from the lines alone; the others (several rates, or lines made before
+    the column existed) their CDR's JSON breakdown lines. Bases are shown with the currency's
+    minor unit + 2 decimals, amounts with the minor unit.
     """
     ids = [invoice.pk for invoice in invoices]
     sums: dict[int, dict[str, list[Decimal]]] = {pk: {} for pk in ids}
@@ -547,10 +548,9 @@ def _vat_breakdowns(*, invoices: list[Invoice]) -> dict[int, list[dict[str, str]
         entry[0] += base
         entry[1] += amount
 
-    lines = Cdr.objects.filter(invoice_line__invoice_id__in=ids)
     for invoice_id, rate, base, amount in (
-        lines.filter(vat_rate__isnull=False)
-        .values_list("invoice_line__invoice_id", "vat_rate")
+        InvoiceLine.objects.filter(invoice_id__in=ids, vat_rate__isnull=False)
+        .values_list("invoice_id", "vat_rate")
         .annotate(base=Sum("total_excl_vat"), amount=Sum("total_vat"))
         .order_by()
     ):
@@ -566,7 +566,7 @@ def _vat_breakdowns(*, invoices: list[Invoice]) -> dict[int, list[dict[str, str]
                 FROM billing_invoiceline l
                 JOIN billing_cdr c ON c.id = l.cdr_id
                 CROSS JOIN LATERAL jsonb_array_elements(c.vat_breakdown) AS e
-                WHERE l.invoice_id = ANY(%s) AND c.vat_rate IS NULL
+                WHERE l.invoice_id = ANY(%s) AND l.vat_rate IS NULL
                 GROUP BY 1, 2
                 """,
                 [ids],
@@ -574,9 +574,8 @@ def _vat_breakdowns(*, invoices: list[Invoice]) -> dict[int, list[dict[str, str]
             for invoice_id, rate, base, amount in cursor.fetchall():
                 add(invoice_id, rate, base, amount)
     else:  # the embedded SQLite quick start: the same sums in Python
-        for invoice_id, breakdown in lines.filter(vat_rate__isnull=True).values_list(
-            "invoice_line__invoice_id", "vat_breakdown"
-        ):
+        multi_rate = Cdr.objects.filter(invoice_line__invoice_id__in=ids, invoice_line__vat_rate__isnull=True)
+        for invoice_id, breakdown in multi_rate.values_list("invoice_line__invoice_id", "vat_breakdown"):
             for line in breakdown:
                 add(invoice_id, line["rate"], Decimal(line["base"]), Decimal(line["amount"]))
     found = {}
@@ -629,26 +628,27 @@ class CycleResult:
 
 
 def _lines_insert(invoices: list[Invoice]) -> None:
-    """Put on each invoice (at most one per account) its account's unbilled CDRs in its currency
-    that stopped before its period's end — the rule of ``selectors.cdrs_unbilled_for``."""
+    """Put on each invoice (at most one per account) its account's unbilled CDRs (the queue) in
+    its currency that stopped before its period's end."""
     account_marks = ", ".join(["%s"] * len(invoices))
     invoice_marks = ", ".join(["%s"] * len(invoices))
     with connection.cursor() as cursor:
         # Our own table names; the ids are bound parameters. The CDRs come from the unbilled
-        # queue (a trigger takes each one out as its line goes in, so a later pass of the same
-        # transaction no longer sees it); the lines' unique CDR key (``ON CONFLICT DO NOTHING``)
-        # is what guarantees a CDR is billed once.
+        # queue, which carries their totals and VAT rate: no CDR row is read. A trigger takes
+        # each CDR out of the queue as its line goes in, so a later pass of the same transaction
+        # no longer sees it; the lines' unique CDR key (``ON CONFLICT DO NOTHING``) is what
+        # guarantees a CDR is billed once.
         cursor.execute(
             f"""
-            INSERT INTO {InvoiceLine._meta.db_table} (invoice_id, cdr_id, total_excl_vat, total_vat, total_incl_vat)
-            SELECT i.id, c.id, c.total_excl_vat, c.total_vat, c.total_incl_vat
+            INSERT INTO {InvoiceLine._meta.db_table}
+                (invoice_id, cdr_id, total_excl_vat, total_vat, total_incl_vat, vat_rate)
+            SELECT i.id, u.cdr_id, u.total_excl_vat, u.total_vat, u.total_incl_vat, u.vat_rate
             FROM {UnbilledCdr._meta.db_table} u
             JOIN {Invoice._meta.db_table} i
               ON i.account_id = u.account_id AND i.currency = u.currency AND u.stopped_at < i.period_end
-            JOIN {Cdr._meta.db_table} c ON c.id = u.cdr_id
             WHERE u.account_id IN ({account_marks}) AND i.id IN ({invoice_marks})
             ON CONFLICT (cdr_id) DO NOTHING
-            """,  # noqa: E501, S608
+            """,  # noqa: S608
             [*(invoice.account_id for invoice in invoices), *(invoice.pk for invoice in invoices)],
         )
 
@@ -663,11 +663,9 @@ def _catch_up_invoices(*, account: BillingAccount, last_closed: tuple[datetime, 
     periods make no invoice. Returns unsaved invoices, oldest first.
     """
     end = last_closed[1]
-    stamps = (
-        selectors.cdrs_unbilled_for(account=account, before=end)
-        .order_by()
-        .values_list("stopped_at", flat=True)
-    )
+    stamps = UnbilledCdr.objects.filter(
+        account=account, currency=account.currency, stopped_at__lt=end
+    ).values_list("stopped_at", flat=True)
     with_cdrs = {period_containing(account.period, account.time_zone, moment) for moment in stamps}
     if not with_cdrs:
         return []

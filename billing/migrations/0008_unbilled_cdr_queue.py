@@ -8,6 +8,9 @@ for an invoice. The database keeps it, so no code path can forget to:
   insert or ``COPY``, reading the statement's new rows; SQLite: a row trigger);
 - inserting invoice lines removes their CDRs; deleting lines (nothing does today) puts their
   CDRs back.
+
+Queue rows carry the CDR's totals and single VAT rate, and invoice lines now keep that rate
+too, so invoicing reads the queue and the lines, never the (wide, scattered) CDR rows.
 """
 
 import django.db.models.deletion
@@ -16,8 +19,9 @@ from django.db import migrations, models
 POSTGRESQL = """
 CREATE FUNCTION billing_unbilled_add() RETURNS trigger AS $$
 BEGIN
-    INSERT INTO billing_unbilledcdr (cdr_id, account_id, currency, stopped_at)
-    SELECT id, account_id, currency, stopped_at FROM new_cdrs WHERE account_id IS NOT NULL;
+    INSERT INTO billing_unbilledcdr (cdr_id, account_id, currency, stopped_at, total_excl_vat, total_vat, total_incl_vat, vat_rate)
+    SELECT id, account_id, currency, stopped_at, total_excl_vat, total_vat, total_incl_vat, vat_rate
+    FROM new_cdrs WHERE account_id IS NOT NULL;
     RETURN NULL;
 END;
 $$ LANGUAGE plpgsql;
@@ -35,8 +39,9 @@ CREATE TRIGGER billing_line_billed AFTER INSERT ON billing_invoiceline
 
 CREATE FUNCTION billing_unbilled_restore() RETURNS trigger AS $$
 BEGIN
-    INSERT INTO billing_unbilledcdr (cdr_id, account_id, currency, stopped_at)
-    SELECT c.id, c.account_id, c.currency, c.stopped_at
+    INSERT INTO billing_unbilledcdr (cdr_id, account_id, currency, stopped_at, total_excl_vat, total_vat, total_incl_vat, vat_rate)
+    SELECT c.id, c.account_id, c.currency, c.stopped_at, c.total_excl_vat, c.total_vat, c.total_incl_vat,
+           c.vat_rate
     FROM old_lines l JOIN billing_cdr c ON c.id = l.cdr_id
     WHERE c.account_id IS NOT NULL
     ON CONFLICT (cdr_id) DO NOTHING;
@@ -58,8 +63,9 @@ SQLITE = [
     """
     CREATE TRIGGER billing_cdr_unbilled AFTER INSERT ON billing_cdr WHEN NEW.account_id IS NOT NULL
     BEGIN
-        INSERT INTO billing_unbilledcdr (cdr_id, account_id, currency, stopped_at)
-        VALUES (NEW.id, NEW.account_id, NEW.currency, NEW.stopped_at);
+        INSERT INTO billing_unbilledcdr (cdr_id, account_id, currency, stopped_at, total_excl_vat, total_vat, total_incl_vat, vat_rate)
+        VALUES (NEW.id, NEW.account_id, NEW.currency, NEW.stopped_at, NEW.total_excl_vat, NEW.total_vat,
+                NEW.total_incl_vat, NEW.vat_rate);
     END
     """,
     """
@@ -71,9 +77,9 @@ SQLITE = [
     """
     CREATE TRIGGER billing_line_unbilled AFTER DELETE ON billing_invoiceline
     BEGIN
-        INSERT OR IGNORE INTO billing_unbilledcdr (cdr_id, account_id, currency, stopped_at)
-        SELECT id, account_id, currency, stopped_at FROM billing_cdr
-        WHERE id = OLD.cdr_id AND account_id IS NOT NULL;
+        INSERT OR IGNORE INTO billing_unbilledcdr (cdr_id, account_id, currency, stopped_at, total_excl_vat, total_vat, total_incl_vat, vat_rate)
+        SELECT id, account_id, currency, stopped_at, total_excl_vat, total_vat, total_incl_vat, vat_rate
+        FROM billing_cdr WHERE id = OLD.cdr_id AND account_id IS NOT NULL;
     END
     """,
 ]
@@ -83,8 +89,9 @@ SQLITE_DROP = [
     "DROP TRIGGER IF EXISTS billing_line_unbilled",
 ]
 BACKFILL = """
-INSERT INTO billing_unbilledcdr (cdr_id, account_id, currency, stopped_at)
-SELECT c.id, c.account_id, c.currency, c.stopped_at FROM billing_cdr c
+INSERT INTO billing_unbilledcdr (cdr_id, account_id, currency, stopped_at, total_excl_vat, total_vat, total_incl_vat, vat_rate)
+SELECT c.id, c.account_id, c.currency, c.stopped_at, c.total_excl_vat, c.total_vat, c.total_incl_vat, c.vat_rate
+FROM billing_cdr c
 WHERE c.account_id IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM billing_invoiceline l WHERE l.cdr_id = c.id)
 """
@@ -128,6 +135,10 @@ class Migration(migrations.Migration):
                 ),
                 ("currency", models.CharField(max_length=3)),
                 ("stopped_at", models.DateTimeField()),
+                ("total_excl_vat", models.DecimalField(decimal_places=3, max_digits=16)),
+                ("total_vat", models.DecimalField(decimal_places=3, max_digits=16)),
+                ("total_incl_vat", models.DecimalField(decimal_places=3, max_digits=16)),
+                ("vat_rate", models.CharField(blank=True, max_length=12, null=True)),
                 (
                     "account",
                     models.ForeignKey(
@@ -143,6 +154,11 @@ class Migration(migrations.Migration):
                 "verbose_name": "unbilled CDR",
                 "indexes": [models.Index(fields=["account", "stopped_at"], name="billing_unbilled_account")],
             },
+        ),
+        migrations.AddField(
+            model_name="invoiceline",
+            name="vat_rate",
+            field=models.CharField(blank=True, max_length=12, null=True),
         ),
         migrations.RunPython(create, drop),
     ]

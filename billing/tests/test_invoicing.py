@@ -211,9 +211,15 @@ def test_unbilled_queue_is_kept_by_the_database():
 
     billable = {single.pk, *Cdr.objects.filter(session__in=bulk).values_list("pk", flat=True)}
     assert queued() == billable | {foreign.pk}
+    money = ("currency", "stopped_at", "total_excl_vat", "total_vat", "total_incl_vat", "vat_rate")
+    for row in UnbilledCdr.objects.select_related("cdr"):  # copied whole: invoicing reads no CDR row
+        assert row.account_id == row.cdr.account_id
+        assert [getattr(row, f) for f in money] == [getattr(row.cdr, f) for f in money]
+    assert UnbilledCdr.objects.get(cdr=single).vat_rate == "19"
 
     services.billing_cycle_run(now=datetime(2026, 4, 1, 1, tzinfo=UTC))
     assert set(InvoiceLine.objects.values_list("cdr_id", flat=True)) == billable
+    assert set(InvoiceLine.objects.values_list("vat_rate", flat=True)) == {"19"}
     assert queued() == {foreign.pk}  # billed ones left; the other currency's waits, visible
 
     with connection.cursor() as cursor:  # past the ORM: the trigger still puts it back
@@ -243,6 +249,14 @@ def test_database_refuses_a_second_invoice_or_a_cdr_twice():
     )
     with pytest.raises(IntegrityError), transaction.atomic():
         InvoiceLine.objects.create(invoice=other, cdr=cdr, total_excl_vat=0, total_vat=0, total_incl_vat=0)
+
+
+def test_invoices_cannot_be_deleted_even_past_the_orm():
+    """An issued number must stay (gapless series): the database refuses any DELETE."""
+    invoice = issued_invoice()
+    with pytest.raises(IntegrityError, match="cannot be deleted"), transaction.atomic():
+        Invoice.objects.filter(pk=invoice.pk)._raw_delete(Invoice.objects.db)
+    assert Invoice.objects.filter(pk=invoice.pk).exists()
 
 
 def issued_invoice(total_wh=10_000) -> Invoice:
