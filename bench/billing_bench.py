@@ -9,8 +9,9 @@ Both pipelines run in the same run over the same rows, in a database of their ow
 - **evcharge**: ``billing.services.cdrs_create_for_sessions`` in batches of 2,000 sessions over
   a process pool (the same path the per-stop task and the sweep take: the pricing engine per
   session, every CDR row with its priced periods written by ``COPY``), then
-  ``billing.services.billing_cycle_run`` (accounts in batches, one transaction each: lines by
-  ``INSERT … SELECT``, totals and VAT summed by the database, consecutive gapless numbers).
+  ``billing.services.billing_cycle_run`` (accounts in batches, one transaction each: lines from
+  the unbilled queue by ``INSERT … SELECT``, totals and VAT summed by the database,
+  consecutive gapless numbers).
 
 It then checks that every account's invoice equals the SQL totals to the cent, runs the
 evcharge pipeline again (which must create nothing), and prints time and peak memory (RSS of
