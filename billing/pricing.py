@@ -400,30 +400,18 @@ class _Curve:
     def __init__(self, points: list[tuple]):
         self.points = points  # (µs since start, Wh since start), strictly increasing time
 
-    def energy_at(self, t):
-        pts = self.points
-        if t <= pts[0][0]:
-            return pts[0][1]
-        for (t0, e0), (t1, e1) in pairwise(pts):
-            if t <= t1:
-                return e0 + _ratio((e1 - e0) * (t - t0), t1 - t0)
-        return pts[-1][1]
-
-    def interval_of(self, t) -> tuple:
-        """The reading interval (t0, e0, t1, e1) holding instant ``t`` (a segment midpoint)."""
-        pts = self.points
-        for (t0, e0), (t1, e1) in pairwise(pts):
-            if t0 <= t <= t1:
-                return t0, e0, t1, e1
-        (t0, e0), (t1, e1) = pts[-2], pts[-1]
-        return t0, e0, t1, e1
-
     def time_reaching(self, wh):
         """First instant at which cumulative energy reaches ``wh`` (None if never)."""
         for (t0, e0), (t1, e1) in pairwise(self.points):
             if e0 < wh <= e1:
                 return t0 + _ratio((t1 - t0) * (wh - e0), e1 - e0)
         return None
+
+
+def _energy_between(t0, e0, t1, e1, t):
+    """Cumulative energy at instant ``t`` (``t >= t0``) on the reading interval from (t0, e0) to (t1, e1),
+    interpolated linearly; ``e1`` from ``t1`` on."""
+    return e1 if t >= t1 else e0 + _ratio((e1 - e0) * (t - t0), t1 - t0)
 
 
 def _curve(started_at: datetime, duration_us: int, readings: Iterable[Reading], meter_start) -> _Curve:
@@ -623,17 +611,25 @@ def price_session(
             )
         )
 
+    # Every reading instant is a cut, so a segment lies inside one reading interval: walk the
+    # intervals alongside the segments (linear in readings; a session with a meter value a
+    # minute has hundreds). After the last reading, the last interval holds and energy is flat.
+    points = curve.points
+    last_interval = len(points) - 2
+    k = 0
     for a, b in pairwise(cuts):
+        while k < last_interval and points[k + 1][0] <= a:
+            k += 1
+        (t0, e0), (t1, e1) = points[k], points[k + 1]
         mid = _ratio(a + b, 2)
-        t0, e0, t1, e1 = curve.interval_of(mid)
-        energy = curve.energy_at(b) - curve.energy_at(a) if b > a else e1 - e0
+        energy = _energy_between(t0, e0, t1, e1, b) - _energy_between(t0, e0, t1, e1, a) if b > a else e1 - e0
         charging = e1 > e0
         ctx = _Context(
             local=(started_at + timedelta(microseconds=_floor(mid))).astimezone(zone)
             if plan.needs_local
             else None,
             elapsed_us=mid,
-            energy_wh=curve.energy_at(mid) if plan.needs_energy else None,
+            energy_wh=_energy_between(t0, e0, t1, e1, mid) if plan.needs_energy else None,
             power_kw=_ratio((e1 - e0) * 3_600_000, t1 - t0) if plan.needs_power and t1 > t0 else None,
         )
         span = b - a
