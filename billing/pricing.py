@@ -400,18 +400,26 @@ class _Curve:
     def __init__(self, points: list[tuple]):
         self.points = points  # (µs since start, Wh since start), strictly increasing time
 
+    def cut_instants(self, every: bool) -> list:
+        """The reading instants where a session must be cut: each one when prices depend on the
+        power of each reading interval (``every``), else only the first, the last, and where
+        charging starts or stops (energy rising or flat). Nothing else a tariff looks at
+        changes at a reading: time, elapsed time and energy thresholds are cuts of their own."""
+        pts = self.points
+        if every:
+            return [t for t, _ in pts]
+        instants = [pts[0][0], pts[-1][0]]
+        for (_, e0), (t1, e1), (_, e2) in zip(pts, pts[1:], pts[2:], strict=False):
+            if (e1 > e0) != (e2 > e1):
+                instants.append(t1)
+        return instants
+
     def time_reaching(self, wh):
         """First instant at which cumulative energy reaches ``wh`` (None if never)."""
         for (t0, e0), (t1, e1) in pairwise(self.points):
             if e0 < wh <= e1:
                 return t0 + _ratio((t1 - t0) * (wh - e0), e1 - e0)
         return None
-
-
-def _energy_between(t0, e0, t1, e1, t):
-    """Cumulative energy at instant ``t`` (``t >= t0``) on the reading interval from (t0, e0) to (t1, e1),
-    interpolated linearly; ``e1`` from ``t1`` on."""
-    return e1 if t >= t1 else e0 + _ratio((e1 - e0) * (t - t0), t1 - t0)
 
 
 def _curve(started_at: datetime, duration_us: int, readings: Iterable[Reading], meter_start) -> _Curve:
@@ -523,7 +531,7 @@ def _breakpoints(
     plan: _Plan, started_at: datetime, stopped_at: datetime, duration_us: int, zone: ZoneInfo, curve: _Curve
 ) -> list:
     cuts = {0, duration_us}
-    cuts.update(t for t, _ in curve.points)
+    cuts.update(curve.cut_instants(every=plan.needs_power))
     cuts.update(plan.duration_cuts_us)
     for wh in plan.kwh_cuts_wh:
         at = curve.time_reaching(wh)
@@ -611,25 +619,38 @@ def price_session(
             )
         )
 
-    # Every reading instant is a cut, so a segment lies inside one reading interval: walk the
-    # intervals alongside the segments (linear in readings; a session with a meter value a
-    # minute has hundreds). After the last reading, the last interval holds and energy is flat.
+    # A segment may span several reading intervals, all charging or all not (the cuts say
+    # where that changes); with a power restriction every reading is a cut, and a segment lies
+    # inside one interval. Walk the intervals alongside the segments: linear in readings (a
+    # session with a meter value a minute has hundreds). After the last reading, the last
+    # interval holds and energy is flat.
     points = curve.points
     last_interval = len(points) - 2
+
+    def interval_reaching(t, k: int) -> int:
+        """The interval ``j >= k`` with t_j < t <= t_j+1 (or the last one)."""
+        while k < last_interval and points[k + 1][0] < t:
+            k += 1
+        return k
+
+    def energy_at(t, j: int):
+        (t0, e0), (t1, e1) = points[j], points[j + 1]
+        return e1 if t >= t1 else e0 + _ratio((e1 - e0) * (t - t0), t1 - t0)
+
     k = 0
     for a, b in pairwise(cuts):
         while k < last_interval and points[k + 1][0] <= a:
             k += 1
         (t0, e0), (t1, e1) = points[k], points[k + 1]
         mid = _ratio(a + b, 2)
-        energy = _energy_between(t0, e0, t1, e1, b) - _energy_between(t0, e0, t1, e1, a) if b > a else e1 - e0
+        energy = energy_at(b, interval_reaching(b, k)) - energy_at(a, k) if b > a else e1 - e0
         charging = e1 > e0
         ctx = _Context(
             local=(started_at + timedelta(microseconds=_floor(mid))).astimezone(zone)
             if plan.needs_local
             else None,
             elapsed_us=mid,
-            energy_wh=_energy_between(t0, e0, t1, e1, mid) if plan.needs_energy else None,
+            energy_wh=energy_at(mid, interval_reaching(mid, k)) if plan.needs_energy else None,
             power_kw=_ratio((e1 - e0) * 3_600_000, t1 - t0) if plan.needs_power and t1 > t0 else None,
         )
         span = b - a

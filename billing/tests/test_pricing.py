@@ -334,6 +334,31 @@ def test_parking_and_charging_hours_are_told_apart():
     assert kinds == [["ENERGY"], ["PARKING_TIME"]]
 
 
+def test_minute_readings_make_one_period_per_charging_or_parking_stretch():
+    # A meter value every 10 minutes: 10:00-11:00 charging 10 kWh, 11:00-12:00 flat (parked),
+    # 12:00-13:00 charging 4 kWh. The stretches are the periods, whatever the readings between:
+    # energy 14 kWh x 0.30 = 4.20; TIME 2 h x 2.00 = 4.00; PARKING_TIME 1 h x 1.00 = 1.00;
+    # total 9.20.
+    def register(minute: int) -> int:
+        if minute <= 660:
+            return (minute - 600) * 10_000 // 60
+        return 10_000 if minute <= 720 else 10_000 + (minute - 720) * 4_000 // 60
+
+    readings = [(f"{m // 60:02d}:{m % 60:02d}", register(m)) for m in range(610, 781, 10)]
+    priced = price(
+        ocpi("EUR", el(c("ENERGY", "0.30"), c("TIME", "2.00"), c("PARKING_TIME", "1.00"))), "10:00", readings
+    )
+    periods = [p.as_json() for p in priced.periods]
+    assert [(p["start_date_time"][11:16], p["end_date_time"][11:16]) for p in periods] == [
+        ("10:00", "11:00"),
+        ("11:00", "12:00"),
+        ("12:00", "13:00"),
+    ]
+    assert [[d["volume"] for d in p["dimensions"]] for p in periods] == [["10", "1"], ["0", "1"], ["4", "1"]]
+    assert [p["dimensions"][1]["type"] for p in periods] == ["TIME", "PARKING_TIME", "TIME"]
+    assert priced.total_excl.amount == Decimal("9.20")
+
+
 def test_boundary_splits_periods_in_the_cdr():
     priced = price(
         ocpi("EUR", el(c("ENERGY", "0.40"), start_time="17:00", end_time="20:00"), el(c("ENERGY", "0.30"))),

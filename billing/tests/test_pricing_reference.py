@@ -101,7 +101,11 @@ def sessions(draw):
         st.lists(
             st.tuples(
                 st.integers(0, 4 * 3600 * 10**6),
-                st.decimals(min_value=0, max_value=30_000, places=draw(st.sampled_from([0, 0, 1, 4]))),
+                # Often nothing between two readings: parking between charging stretches.
+                st.one_of(
+                    st.just(Decimal(0)),
+                    st.decimals(min_value=0, max_value=30_000, places=draw(st.sampled_from([0, 0, 1, 4]))),
+                ),
             ),
             min_size=0,
             max_size=6,
