@@ -31,6 +31,14 @@ def _connector_key(charge_point_id: int, connector_id: int) -> str:
     return f"live:cp:{charge_point_id}:c:{connector_id}"
 
 
+def _keys(connectors_by_charger: dict[int, Iterable[int]]) -> list[str]:
+    """Every key of these chargers: their own, connector 0's and the given connectors'."""
+    keys = []
+    for pk, connector_ids in connectors_by_charger.items():
+        keys += [_key(pk), _connector_key(pk, 0), *(_connector_key(pk, n) for n in connector_ids)]
+    return keys
+
+
 def charger_online(charge_point_id: int, online: bool, at: datetime) -> None:
     cache.set(_key(charge_point_id), {"online": online, "seen": at.isoformat()}, TTL)
 
@@ -50,12 +58,7 @@ def many(connectors_by_charger: dict[int, Iterable[int]]) -> dict[int, dict]:
     A charger appears when any of its keys exists; what is missing, the API reads from the
     database.
     """
-    keys = []
-    for pk, connector_ids in connectors_by_charger.items():
-        keys.append(_key(pk))
-        keys.append(_connector_key(pk, 0))
-        keys.extend(_connector_key(pk, n) for n in connector_ids)
-    found = cache.get_many(keys)
+    found = cache.get_many(_keys(connectors_by_charger))
     result = {}
     for pk, connector_ids in connectors_by_charger.items():
         entry = {**found.get(_key(pk), {}), **found.get(_connector_key(pk, 0), {})}
@@ -69,7 +72,4 @@ def many(connectors_by_charger: dict[int, Iterable[int]]) -> dict[int, dict]:
 
 def forget(connectors_by_charger: dict[int, Iterable[int]]) -> None:
     """Drop chargers' entries (they went offline): readers use the database until they speak."""
-    keys = []
-    for pk, connector_ids in connectors_by_charger.items():
-        keys += [_key(pk), _connector_key(pk, 0), *(_connector_key(pk, n) for n in connector_ids)]
-    cache.delete_many(keys)
+    cache.delete_many(_keys(connectors_by_charger))
