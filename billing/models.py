@@ -302,15 +302,30 @@ class Cdr(models.Model):
     Corrections are ``CreditNote`` rows.
     """
 
-    session = models.OneToOneField("chargers.ChargingSession", on_delete=models.PROTECT, related_name="cdr")
+    # The four references below are checked by the database per statement, not per row
+    # (``db_constraint=False``; migration 0010): a trigger verifies and KEY SHARE-locks the rows
+    # a batch of new CDRs names, and the parents refuse deletion while a CDR names them.
+    session = models.OneToOneField(
+        "chargers.ChargingSession", on_delete=models.PROTECT, related_name="cdr", db_constraint=False
+    )
     # No index of its own: the (account, stopped_at) index serves every lookup by account.
     account = models.ForeignKey(
-        BillingAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="cdrs", db_index=False
+        BillingAccount,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="cdrs",
+        db_index=False,
+        db_constraint=False,
     )
     # PROTECT: a tariff that priced CDRs stays (and a CDR row is never updated to forget it).
-    tariff = models.ForeignKey(Tariff, null=True, on_delete=models.PROTECT, related_name="cdrs")
+    tariff = models.ForeignKey(
+        Tariff, null=True, on_delete=models.PROTECT, related_name="cdrs", db_constraint=False
+    )
     # Never looked up from the snapshot side (snapshots are not deleted): no index.
-    snapshot = models.ForeignKey(TariffSnapshot, on_delete=models.PROTECT, related_name="+", db_index=False)
+    snapshot = models.ForeignKey(
+        TariffSnapshot, on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False
+    )
     pricing = models.JSONField()
     charge_point_identity = models.CharField(max_length=48)
     connector_id = models.PositiveSmallIntegerField()

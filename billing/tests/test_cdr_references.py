@@ -1,0 +1,204 @@
+"""A CDR's session, account, tariff and snapshot are checked by the database once per statement
+(migration 0010), with the guarantees the foreign keys gave: no CDR names a missing row, no row
+a CDR names can be deleted, and an insert racing a delete cannot leave a CDR naming nothing.
+
+The embedded SQLite quick start gets the same rules from row triggers; that its migrations
+leave every billing trigger in place is checked by migrating a SQLite file in a subprocess.
+"""
+
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import psycopg
+import pytest
+from django.db import IntegrityError, connection, transaction
+
+from billing import services
+from billing.models import BillingAccount, Cdr, Tariff, TariffSnapshot
+from billing.tests.factories import SessionFactory, default_tariff
+from chargers.models import ChargingSession
+from conftest import test_database_url
+
+COPY_COLUMNS = ", ".join(services.CDR_COLUMNS)
+
+
+def cdr_copy_sql(**replace: str) -> str:
+    """``INSERT`` of a new CDR row copied from CDR ``%(template)s``, some columns replaced by SQL."""
+    values = ", ".join(replace.get(column, column) for column in services.CDR_COLUMNS)
+    return (
+        f"INSERT INTO billing_cdr ({COPY_COLUMNS}) SELECT {values}"  # noqa: S608 - our columns
+        " FROM billing_cdr WHERE id = %(template)s"
+    )
+
+
+@pytest.fixture
+def cdr(db) -> Cdr:
+    default_tariff()
+    return services.cdr_create_for_session(session_id=SessionFactory().pk)
+
+
+@pytest.mark.parametrize(
+    ("column", "what"),
+    [
+        ("session_id", "session"),
+        ("account_id", "billing account"),
+        ("tariff_id", "tariff"),
+        ("snapshot_id", "tariff snapshot"),
+    ],
+)
+def test_a_cdr_naming_a_missing_row_is_refused(cdr, column, what):
+    fresh = SessionFactory()  # a real session for the new row, unless the session is the test
+    replace = {"session_id": str(fresh.pk), column: "-1"}
+    with (
+        pytest.raises(IntegrityError, match=f"names {what} -1, which does not exist"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(cdr_copy_sql(**replace), {"template": cdr.pk})
+    assert not Cdr.objects.filter(session=fresh).exists()
+
+
+def test_a_cdr_naming_existing_rows_goes_in_and_joins_the_queue(cdr):
+    fresh = SessionFactory()
+    with connection.cursor() as cursor:
+        cursor.execute(cdr_copy_sql(session_id=str(fresh.pk)), {"template": cdr.pk})
+    copy = Cdr.objects.get(session=fresh)
+    names = ("account_id", "tariff_id", "snapshot_id")
+    assert [getattr(copy, n) for n in names] == [getattr(cdr, n) for n in names]
+    assert copy.unbilled.account_id == cdr.account_id
+
+
+@pytest.mark.parametrize("model", [ChargingSession, BillingAccount, Tariff, TariffSnapshot])
+def test_a_row_a_cdr_names_cannot_be_deleted_even_past_the_orm(cdr, model):
+    parent = {
+        ChargingSession: cdr.session_id,
+        BillingAccount: cdr.account_id,
+        Tariff: cdr.tariff_id,
+        TariffSnapshot: cdr.snapshot_id,
+    }[model]
+    with pytest.raises(IntegrityError, match="cannot be deleted: a CDR names it"), transaction.atomic():
+        model.objects.filter(pk=parent)._raw_delete(model.objects.db)  # no PROTECT check: the database's
+    assert model.objects.filter(pk=parent).exists()
+
+
+def test_a_row_no_cdr_names_can_still_be_deleted(cdr):
+    session = SessionFactory()
+    snapshot = TariffSnapshot.objects.create(digest="0" * 64, data={})
+    ChargingSession.objects.filter(pk=session.pk)._raw_delete(ChargingSession.objects.db)
+    TariffSnapshot.objects.filter(pk=snapshot.pk)._raw_delete(TariffSnapshot.objects.db)
+    assert not ChargingSession.objects.filter(pk=session.pk).exists()
+    assert not TariffSnapshot.objects.filter(pk=snapshot.pk).exists()
+
+
+def _blocked(probe: psycopg.Connection) -> bool:
+    with probe.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0] > 0
+
+
+def _wait_blocked(probe: psycopg.Connection) -> None:
+    for _ in range(300):
+        if _blocked(probe):
+            return
+        threading.Event().wait(0.05)
+    raise AssertionError("the second transaction never waited for the first")
+
+
+def _race(first_sql: tuple, second_sql: tuple, first: psycopg.Connection, second: psycopg.Connection):
+    """``first`` runs its statement and holds its transaction; ``second``'s statement, in a thread,
+    must wait for it; ``first`` commits. Returns what ``second``'s statement raised (or None)."""
+    first.execute(*first_sql)
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            second.execute(*second_sql)
+            outcome.append(None)
+        except psycopg.Error as error:  # handed to the test
+            outcome.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    with psycopg.connect(test_database_url(), autocommit=True) as probe:
+        _wait_blocked(probe)
+    first.commit()
+    thread.join(30)
+    second.rollback()
+    return outcome[0]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("first", ["insert", "delete"])
+def test_a_tariff_delete_racing_a_cdr_insert_is_refused_whichever_starts_first(first):
+    default_tariff()
+    template = services.cdr_create_for_session(session_id=SessionFactory().pk)
+    bare = Tariff.objects.create(ocpi_id="RACE", currency="EUR")  # no elements: deletable
+    session = SessionFactory()
+    insert = (cdr_copy_sql(session_id=str(session.pk), tariff_id=str(bare.pk)), {"template": template.pk})
+    delete = ("DELETE FROM billing_tariff WHERE id = %s", [bare.pk])
+    with psycopg.connect(test_database_url()) as inserter, psycopg.connect(test_database_url()) as deleter:
+        if first == "insert":
+            refused = _race(insert, delete, inserter, deleter)
+            assert isinstance(refused, psycopg.errors.ForeignKeyViolation), refused
+            assert "cannot be deleted: a CDR names it" in str(refused)
+            assert Cdr.objects.filter(session=session, tariff=bare).exists()
+        else:
+            refused = _race(delete, insert, deleter, inserter)
+            assert isinstance(refused, psycopg.errors.ForeignKeyViolation), refused
+            assert f"names tariff {bare.pk}, which does not exist" in str(refused)
+            assert not Tariff.objects.filter(pk=bare.pk).exists()
+            assert not Cdr.objects.filter(session=session).exists()
+
+
+@pytest.mark.slow
+def test_sqlite_migrations_leave_every_billing_trigger_in_place(tmp_path: Path):
+    """Table rebuilds on SQLite drop a table's triggers; the quick start must still have them all."""
+    database = tmp_path / "quickstart.sqlite3"
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{database}"}
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
+        env=env,
+        check=True,
+        capture_output=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    with sqlite3.connect(database) as db:
+        triggers = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+        assert triggers >= {
+            "billing_cdr_unbilled",
+            "billing_line_billed",
+            "billing_line_unbilled",
+            "billing_invoice_never_deleted",
+            "billing_cdr_references",
+            "billing_cdr_named_chargers_chargingsession",
+            "billing_cdr_named_billing_billingaccount",
+            "billing_cdr_named_billing_tariff",
+            "billing_cdr_named_billing_tariffsnapshot",
+        }
+        # Behaviour, not only names: an invoice line takes its CDR out of the unbilled queue.
+        db.execute(
+            "INSERT INTO billing_unbilledcdr (cdr_id, account_id, currency, stopped_at, total_excl_vat,"
+            " total_vat, total_incl_vat) VALUES (7, 1, 'EUR', '2026-10-01 10:00:00', 1, 0.19, 1.19)"
+        )
+        db.execute(
+            "INSERT INTO billing_invoiceline (invoice_id, cdr_id, total_excl_vat, total_vat, total_incl_vat)"
+            " VALUES (1, 7, 1, 0.19, 1.19)"
+        )
+        assert db.execute("SELECT count(*) FROM billing_unbilledcdr").fetchone() == (0,)
+        columns = {
+            "session_id": 99, "snapshot_id": 99, "pricing": "{}", "charge_point_identity": "x",
+            "connector_id": 1, "site_time_zone": "UTC", "id_tag": "x", "started_at": "2026-10-01",
+            "stopped_at": "2026-10-01", "energy_wh": 0, "total_energy_kwh": 0, "total_time_hours": 0,
+            "total_parking_time_hours": 0, "currency": "EUR", "total_excl_vat": 0, "total_vat": 0,
+            "total_incl_vat": 0, "vat_breakdown": "[]", "created_at": "2026-10-01",
+        }  # fmt: skip
+        insert = f"INSERT INTO billing_cdr ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"  # noqa: S608
+        with pytest.raises(sqlite3.IntegrityError, match="must name an existing session"):
+            db.execute(insert, list(columns.values()))
