@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import math
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -44,6 +45,7 @@ DIMENSIONS = (ENERGY, TIME, PARKING_TIME)  # priced per segment; FLAT once per s
 DAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
 
 _US_PER_HOUR = 3_600_000_000
+_STEP_UNIT = {ENERGY: mpq(1, 1000), TIME: mpq(1, 3600), PARKING_TIME: mpq(1, 3600)}  # kWh per Wh, h per s
 
 
 class PricingError(ValueError):
@@ -116,7 +118,8 @@ class TariffElement:
 class _Plan:
     """What a tariff asks of every session, worked out once per tariff."""
 
-    candidates: dict[str, tuple[tuple[int, PriceComponent, Restrictions], ...]]  # per type, in order
+    # per type, in element order: (element index, component, its restrictions or None for none)
+    candidates: dict[str, tuple[tuple[int, PriceComponent, Restrictions | None], ...]]
     times_of_day: tuple[time, ...]  # local times where prices may change (sorted)
     duration_cuts_us: frozenset[int]
     kwh_cuts_wh: tuple[mpq, ...]
@@ -126,9 +129,11 @@ class _Plan:
 
 
 def _plan(elements: tuple[TariffElement, ...]) -> _Plan:
+    unrestricted = Restrictions()
     candidates = {
         kind: tuple(
-            (index, component, element.restrictions)
+            # None: the element has no restriction, so it always applies (no check needed)
+            (index, component, None if element.restrictions == unrestricted else element.restrictions)
             for index, element in enumerate(elements)
             if (component := element.component(kind)) is not None
         )
@@ -196,14 +201,22 @@ class PricedComponent:
     cost: mpq  # volume x price, exact, excl. VAT
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "type": self.type,
-            "tariff_element": self.element,
-            "price": plain(self.price),
-            "vat": None if self.vat is None else plain(self.vat),
-            "volume": _display(self.volume),
-            "cost": _display(self.cost),
-        }
+        fields = (self.type, self.element, self.price, self.vat, self.volume, self.cost)
+        if self.type == FLAT:  # the same for every session of a tariff: worked out once
+            return dict(_component_json(*fields))
+        return _component_json.__wrapped__(*fields)
+
+
+@functools.lru_cache(maxsize=256)
+def _component_json(kind: str, element: int, price: Decimal, vat: Decimal | None, volume, cost) -> dict:
+    return {
+        "type": kind,
+        "tariff_element": element,
+        "price": plain(price),
+        "vat": None if vat is None else plain(vat),
+        "volume": _display(volume),
+        "cost": _display(cost),
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,7 +300,8 @@ class PricedSession:
 
 
 def _frac(value: Decimal | int) -> mpq:
-    return mpq(value)  # exact for Decimal and int
+    """``value`` as an exact mpq (``mpq(Decimal)`` goes through a string: six times slower)."""
+    return mpq(*value.as_integer_ratio())
 
 
 def _micros(delta: timedelta) -> int:
@@ -304,13 +318,13 @@ def _display(value: mpq | int, per: int = 1) -> str:
     """``value / per`` for people to read (6 decimals, half-even, plain notation); totals never use it."""
     if isinstance(value, int):
         numerator, denominator = value, per
-    else:
-        numerator, denominator = value.numerator, value.denominator * per
+    else:  # Python ints: GMP's are slower to divide and format at this size
+        numerator, denominator = int(value.numerator), int(value.denominator) * per
     q, r = divmod(abs(numerator) * 1_000_000, denominator)
     if 2 * r > denominator or (2 * r == denominator and q & 1):
         q += 1
     whole, part = divmod(q, 1_000_000)
-    text = f"{whole}.{part:06d}".rstrip("0").rstrip(".") if part else str(whole)
+    text = f"{whole}.{part:06d}".rstrip("0") if part else str(whole)
     return f"-{text}" if numerator < 0 and q else text
 
 
@@ -332,8 +346,8 @@ _ZERO = Decimal(0)
 
 @functools.lru_cache(maxsize=1024)
 def _fraction_of(value: Decimal) -> mpq:
-    """``mpq(value)`` for the few prices and rates of a tariff, converted once."""
-    return mpq(value)
+    """``mpq(value)`` for the few prices, rates and thresholds of a tariff, converted once."""
+    return _frac(value)
 
 
 @functools.lru_cache(maxsize=256)
@@ -342,22 +356,30 @@ def _rate_decimal(rate: Decimal) -> Decimal:
     return _exact_decimal(mpq(rate))
 
 
+def _parts(value: mpq | int) -> tuple[int, int]:
+    """Numerator and denominator as Python ints (GMP's are slower at this size)."""
+    if isinstance(value, int):
+        return value, 1
+    return int(value.numerator), int(value.denominator)
+
+
 def _quantize_half_even(value: mpq, places: int) -> Decimal:
     """``value`` to ``places`` decimals, ties to even (Decimal's default), exactly."""
-    q, r = divmod(abs(value.numerator) * 10**places, value.denominator)
-    if 2 * r > value.denominator or (2 * r == value.denominator and q & 1):
+    numerator, denominator = _parts(value)
+    q, r = divmod(abs(numerator) * 10**places, denominator)
+    if 2 * r > denominator or (2 * r == denominator and q & 1):
         q += 1
-    return Decimal(int(-q if value < 0 else q)).scaleb(-places)
+    return Decimal(-q if numerator < 0 else q).scaleb(-places)
 
 
 def _round(value: mpq | int, currency: str) -> Decimal:
     """``value`` rounded half-up (ties away from zero) to the currency's minor unit, exactly."""
-    value = mpq(value)
+    numerator, denominator = _parts(value)
     places = minor_unit(currency)
-    q, r = divmod(abs(value.numerator) * 10**places, value.denominator)
-    if 2 * r >= value.denominator:
+    q, r = divmod(abs(numerator) * 10**places, denominator)
+    if 2 * r >= denominator:
         q += 1
-    return Decimal(int(-q if value < 0 else q)).scaleb(-places)
+    return Decimal(-q if numerator < 0 else q).scaleb(-places)
 
 
 def _require_aware(moment: datetime, name: str) -> None:
@@ -376,7 +398,7 @@ def _number(value: Decimal | int) -> int | mpq:
     if isinstance(value, int):
         return value
     as_int = int(value)
-    return as_int if as_int == value else mpq(value)
+    return as_int if as_int == value else _frac(value)
 
 
 def _floor(value) -> int:
@@ -406,7 +428,7 @@ class _Curve:
         charging starts or stops (energy rising or flat). Nothing else a tariff looks at
         changes at a reading: time, elapsed time and energy thresholds are cuts of their own."""
         pts = self.points
-        if every:
+        if every or len(pts) == 2:
             return [t for t, _ in pts]
         instants = [pts[0][0], pts[-1][0]]
         for (_, e0), (t1, e1), (_, e2) in zip(pts, pts[1:], pts[2:], strict=False):
@@ -442,15 +464,17 @@ def _curve(started_at: datetime, duration_us: int, readings: Iterable[Reading], 
     return _Curve(points)
 
 
-@dataclass(frozen=True, slots=True)
 class _Context:
     """What restrictions look at, for one segment (constant inside it). Fields a tariff never
-    looks at are left ``None``."""
+    looks at are left ``None``. (A plain class: one is made per segment.)"""
 
-    local: datetime | None
-    elapsed_us: mpq | int  # since session start
-    energy_wh: mpq | int | None  # delivered so far
-    power_kw: mpq | int | None
+    __slots__ = ("elapsed_us", "energy_wh", "local", "power_kw")
+
+    def __init__(self, local: datetime | None, elapsed_us, energy_wh, power_kw) -> None:
+        self.local = local
+        self.elapsed_us = elapsed_us  # since session start
+        self.energy_wh = energy_wh  # delivered so far
+        self.power_kw = power_kw
 
 
 def _holds(r: Restrictions, ctx: _Context) -> bool:
@@ -474,9 +498,9 @@ def _holds(r: Restrictions, ctx: _Context) -> bool:
             return False
     if r.day_of_week and DAYS[ctx.local.weekday()] not in r.day_of_week:
         return False
-    if r.min_kwh is not None and ctx.energy_wh < _frac(r.min_kwh) * 1000:
+    if r.min_kwh is not None and ctx.energy_wh < _fraction_of(r.min_kwh) * 1000:
         return False
-    if r.max_kwh is not None and ctx.energy_wh >= _frac(r.max_kwh) * 1000:
+    if r.max_kwh is not None and ctx.energy_wh >= _fraction_of(r.max_kwh) * 1000:
         return False
     if r.min_duration is not None and ctx.elapsed_us < r.min_duration * 1_000_000:
         return False
@@ -485,9 +509,9 @@ def _holds(r: Restrictions, ctx: _Context) -> bool:
     if r.min_power is not None or r.max_power is not None:
         if ctx.power_kw is None:
             return False
-        if r.min_power is not None and ctx.power_kw < _frac(r.min_power):
+        if r.min_power is not None and ctx.power_kw < _fraction_of(r.min_power):
             return False
-        if r.max_power is not None and ctx.power_kw >= _frac(r.max_power):
+        if r.max_power is not None and ctx.power_kw >= _fraction_of(r.max_power):
             return False
     return True
 
@@ -527,9 +551,30 @@ def _offset_changes_on(zone: ZoneInfo, utc_day: date) -> tuple[int, ...]:
     return tuple(changes)
 
 
-def _breakpoints(
-    plan: _Plan, started_at: datetime, stopped_at: datetime, duration_us: int, zone: ZoneInfo, curve: _Curve
-) -> list:
+_US_PER_DAY = 86_400_000_000
+
+
+@functools.lru_cache(maxsize=4096)
+def _local_instants_us(zone: ZoneInfo, first_utc_day: int, last_utc_day: int, times: tuple[time, ...]):
+    """Sorted epoch µs where local time reaches one of ``times`` or the UTC offset changes, for
+    sessions within UTC days ``first_utc_day`` to ``last_utc_day`` (days since 1970; sessions
+    of the same days share the result). Local days from two before to two after the UTC days:
+    every local day such a session touches, and its neighbours (any zone is within a day of UTC)."""
+    instants: set[int] = set()
+    day = _EPOCH.date() + timedelta(days=first_utc_day - 2)
+    last = _EPOCH.date() + timedelta(days=last_utc_day + 2)
+    while day <= last:
+        instants.update(_day_instants_us(zone, day, times))
+        day += timedelta(days=1)
+    # Where clocks jump, local time crosses every skipped or repeated time at once.
+    day = _EPOCH.date() + timedelta(days=first_utc_day)
+    while day <= _EPOCH.date() + timedelta(days=last_utc_day):
+        instants.update(_offset_changes_on(zone, day))
+        day += timedelta(days=1)
+    return tuple(sorted(instants))
+
+
+def _breakpoints(plan: _Plan, started_at: datetime, duration_us: int, zone: ZoneInfo, curve: _Curve) -> list:
     cuts = {0, duration_us}
     cuts.update(curve.cut_instants(every=plan.needs_power))
     cuts.update(plan.duration_cuts_us)
@@ -539,21 +584,12 @@ def _breakpoints(
             cuts.add(at)
     if plan.times_of_day:
         start_us = _micros(started_at - _EPOCH)
-        day = started_at.astimezone(zone).date() - timedelta(days=1)
-        last_day = stopped_at.astimezone(zone).date() + timedelta(days=1)
-        instants: list[int] = []
-        while day <= last_day:
-            instants += _day_instants_us(zone, day, plan.times_of_day)
-            day += timedelta(days=1)
-        # Where clocks jump, local time crosses every skipped or repeated time at once.
-        utc_day = started_at.astimezone(UTC).date()
-        while utc_day <= stopped_at.astimezone(UTC).date():
-            instants += _offset_changes_on(zone, utc_day)
-            utc_day += timedelta(days=1)
-        for instant in instants:
-            offset = instant - start_us
-            if 0 < offset < duration_us:
-                cuts.add(offset)
+        stop_us = start_us + duration_us
+        instants = _local_instants_us(
+            zone, start_us // _US_PER_DAY, stop_us // _US_PER_DAY, plan.times_of_day
+        )
+        low, high = bisect_right(instants, start_us), bisect_left(instants, stop_us)
+        cuts.update(instant - start_us for instant in instants[low:high])  # strictly inside
     return sorted(c for c in cuts if 0 <= c <= duration_us)
 
 
@@ -583,39 +619,32 @@ def price_session(
     plan = tariff.plan
     duration_us = _micros(stopped_at - started_at)
     curve = _curve(started_at, duration_us, readings, _number(meter_start_wh))
-    cuts = _breakpoints(plan, started_at, stopped_at, duration_us, zone, curve)
+    cuts = _breakpoints(plan, started_at, duration_us, zone, curve)
     if len(cuts) == 1:
         cuts = [cuts[0], cuts[0]]
 
     periods: list[PricedPeriod] = []
     last_component: dict[str, tuple[int, PriceComponent]] = {}
-    volumes: dict[str, mpq | int] = {d: 0 for d in DIMENSIONS}
+    volumes: dict[str, mpq | int] = dict.fromkeys(DIMENSIONS, 0)
     energy_total = charging_us = parking_us = 0
-    pending: dict[str, Any] | None = None
+    # The period being built: consecutive segments priced by the same elements merge into it.
+    # [key, start µs, end µs, energy Wh, charging, [(kind, index, component)], [volume per choice]]
+    pending: list | None = None
 
     def flush() -> None:
         if pending is None:
             return
-        components = []
-        for kind, (index, component) in pending["choice"].items():
-            volume = pending["volume"][kind]
-            components.append(
-                PricedComponent(
-                    kind,
-                    index,
-                    component.price,
-                    component.vat,
-                    volume,
-                    volume * _fraction_of(component.price),
-                )
-            )
+        _, a, b, energy, charging, choice, chosen_volumes = pending
         periods.append(
             PricedPeriod(
-                start=pending["start"],
-                end=pending["end"],
-                energy_wh=mpq(pending["energy"]),
-                charging=pending["charging"],
-                components=tuple(components),
+                start=started_at + timedelta(microseconds=_floor(a)),
+                end=started_at + timedelta(microseconds=_floor(b)),
+                energy_wh=mpq(energy),
+                charging=charging,
+                components=tuple(
+                    PricedComponent(kind, index, c.price, c.vat, volume, volume * _fraction_of(c.price))
+                    for (kind, index, c), volume in zip(choice, chosen_volumes, strict=True)
+                ),
             )
         )
 
@@ -637,6 +666,8 @@ def price_session(
         (t0, e0), (t1, e1) = points[j], points[j + 1]
         return e1 if t >= t1 else e0 + _ratio((e1 - e0) * (t - t0), t1 - t0)
 
+    needs_local, needs_energy, needs_power = plan.needs_local, plan.needs_energy, plan.needs_power
+    priced_dimensions = [(kind, plan.candidates[kind]) for kind in DIMENSIONS]
     k = 0
     for a, b in pairwise(cuts):
         while k < last_interval and points[k + 1][0] <= a:
@@ -646,67 +677,52 @@ def price_session(
         energy = energy_at(b, interval_reaching(b, k)) - energy_at(a, k) if b > a else e1 - e0
         charging = e1 > e0
         ctx = _Context(
-            local=(started_at + timedelta(microseconds=_floor(mid))).astimezone(zone)
-            if plan.needs_local
-            else None,
-            elapsed_us=mid,
-            energy_wh=energy_at(mid, interval_reaching(mid, k)) if plan.needs_energy else None,
-            power_kw=_ratio((e1 - e0) * 3_600_000, t1 - t0) if plan.needs_power and t1 > t0 else None,
+            (started_at + timedelta(microseconds=_floor(mid))).astimezone(zone) if needs_local else None,
+            mid,
+            energy_at(mid, interval_reaching(mid, k)) if needs_energy else None,
+            _ratio((e1 - e0) * 3_600_000, t1 - t0) if needs_power and t1 > t0 else None,
         )
         span = b - a
         hours = _ratio(span, _US_PER_HOUR)
-        segment_volume = {
-            ENERGY: _ratio(energy, 1000),
-            TIME: hours if charging else 0,
-            PARKING_TIME: 0 if charging else hours,
-        }
         energy_total += energy
         if charging:
             charging_us += span
+            segment_volumes = (_ratio(energy, 1000), hours, 0)  # in DIMENSIONS order
         else:
             parking_us += span
+            segment_volumes = (_ratio(energy, 1000), 0, hours)
 
-        choice: dict[str, tuple[int, PriceComponent]] = {}
-        for kind in DIMENSIONS:
-            if segment_volume[kind] == 0:
+        choice = []
+        chosen_volumes = []
+        for (kind, candidates), volume in zip(priced_dimensions, segment_volumes, strict=True):
+            if volume == 0:
                 continue  # nothing of this dimension here (e.g. no energy while parking)
-            for index, component, restrictions in plan.candidates[kind]:
-                if _holds(restrictions, ctx):
-                    choice[kind] = (index, component)
+            for index, component, restrictions in candidates:
+                if restrictions is None or _holds(restrictions, ctx):
+                    choice.append((kind, index, component))
+                    chosen_volumes.append(volume)
+                    volumes[kind] += volume
+                    last_component[kind] = (index, component)
                     break
-        for kind, chosen in choice.items():
-            volumes[kind] += segment_volume[kind]
-            last_component[kind] = chosen
 
-        start = started_at + timedelta(microseconds=_floor(a))
-        end = started_at + timedelta(microseconds=_floor(b))
-        key = (charging, tuple(sorted((k, i) for k, (i, _) in choice.items())))
-        if pending is not None and pending["key"] == key:
-            pending["end"] = end
-            pending["energy"] += energy
-            for kind in choice:
-                pending["volume"][kind] += segment_volume[kind]
+        key = (charging, tuple((kind, index) for kind, index, _ in choice))
+        if pending is not None and pending[0] == key:
+            pending[2] = b
+            pending[3] += energy
+            pending[6] = [sum_ + volume for sum_, volume in zip(pending[6], chosen_volumes, strict=True)]
         else:
             flush()
-            pending = {
-                "key": key,
-                "start": start,
-                "end": end,
-                "energy": energy,
-                "charging": charging,
-                "choice": choice,
-                "volume": {kind: segment_volume[kind] for kind in choice},
-            }
+            pending = [key, a, b, energy, charging, choice, chosen_volumes]
     flush()
 
     # Step size: the dimension's total volume rounded up, priced at its last component.
     extras: list[PricedComponent] = []
-    unit = {ENERGY: mpq(1, 1000), TIME: mpq(1, 3600), PARKING_TIME: mpq(1, 3600)}
     for kind, (index, component) in last_component.items():
-        base_units = volumes[kind] / unit[kind]  # Wh or seconds
+        unit = _STEP_UNIT[kind]
+        base_units = volumes[kind] / unit  # Wh or seconds
         stepped = math.ceil(base_units / component.step_size) * component.step_size
         if stepped > base_units:
-            extra = (stepped - base_units) * unit[kind]
+            extra = (stepped - base_units) * unit
             extras.append(
                 PricedComponent(
                     kind, index, component.price, component.vat, extra, extra * _fraction_of(component.price)
@@ -720,14 +736,9 @@ def price_session(
         if plan.needs_power and first_point[0] > 0
         else None
     )
-    start_ctx = _Context(
-        local=started_at.astimezone(zone) if plan.needs_local else None,
-        elapsed_us=0,
-        energy_wh=0,
-        power_kw=start_power,
-    )
+    start_ctx = _Context(started_at.astimezone(zone) if needs_local else None, 0, 0, start_power)
     for index, component, restrictions in plan.candidates[FLAT]:
-        if _holds(restrictions, start_ctx):
+        if restrictions is None or _holds(restrictions, start_ctx):
             flat = PricedComponent(
                 FLAT, index, component.price, component.vat, 1, _fraction_of(component.price)
             )
@@ -771,7 +782,7 @@ def _vat_lines(
     for component in components:
         rate = component.vat or _ZERO
         by_rate[rate] = by_rate.get(rate, 0) + component.cost
-    total_f = mpq(total)
+    total_f = _frac(total)
     if cost_exact != 0 and len(by_rate) == 1:
         bases = dict.fromkeys(by_rate, total_f)  # one rate: its share is the whole total
     elif cost_exact != 0:
