@@ -25,6 +25,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import BooleanField, Exists, Min, OuterRef, Sum
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
+from psycopg.types.datetime import TimestamptzLoader
 
 from billing import selectors
 from billing.choices import (
@@ -281,7 +282,7 @@ def cdrs_create_for_sessions(*, session_ids: list[int]) -> int:
     """
     from chargers.models import ChargingSession, MeterValue
 
-    facts = list(
+    facts = _rows(
         _with_ids(ChargingSession.objects.filter(stopped_at__isnull=False), "id", session_ids)
         .exclude(Exists(Cdr.objects.filter(session_id=OuterRef("pk"))))
         .order_by("pk")
@@ -300,9 +301,11 @@ def cdrs_create_for_sessions(*, session_ids: list[int]) -> int:
     if not facts:
         return 0
     readings: dict[int, list[Reading]] = defaultdict(list)
-    for session_id, timestamp, value in selectors.register_values(
-        _with_ids(MeterValue.objects, "session_id", known)
-    ).values_list("session_id", "timestamp", "value"):
+    for session_id, timestamp, value in _rows(
+        selectors.register_values(_with_ids(MeterValue.objects, "session_id", known)).values_list(
+            "session_id", "timestamp", "value"
+        )
+    ):
         readings[session_id].append(Reading(timestamp, value))
     accounts = _accounts_by_owner(facts)
     resolve = selectors.tariff_resolver()
@@ -405,6 +408,24 @@ def _with_ids(queryset, column: str, ids):
     # Our own table and column names; the ids are one bound parameter.
     condition = RawSQL(f'"{table}"."{column}" = ANY(%s)', (ids,), output_field=BooleanField())  # noqa: S611
     return queryset.filter(condition)
+
+
+def _rows(values_list) -> list[tuple]:
+    """The rows of a ``values_list`` queryset of plain columns (no converters: integers, text,
+    numerics, timestamps), read past the ORM on PostgreSQL.
+
+    Django reads timestamps with a loader written in Python, then runs every row through its
+    converters: about 35 µs a session row, where psycopg's own C loaders take 6 (a million
+    sessions a run). The connection's time zone is UTC, so timestamps come back the same.
+    """
+    if connection.vendor != "postgresql":
+        return list(values_list)
+    sql, params = values_list.query.sql_with_params()
+    with connection.cursor() as wrapper:
+        cursor = wrapper.cursor  # psycopg's; its loaders are its own copy of the connection's
+        cursor.adapters.register_loader("timestamptz", TimestamptzLoader)  # psycopg's C one
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 def _accounts_by_owner(facts) -> dict[tuple[int | None, int | None], BillingAccount]:
