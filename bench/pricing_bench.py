@@ -7,7 +7,10 @@ engine and the CDR JSON only, in this process, on sessions charging from 16:07 i
 stretch every hour.
 
 Tariffs: the billing benchmark's (time-of-day energy prices and a flat fee), and one with a
-power restriction (then every reading is a cut, since power is per reading interval).
+power restriction at 22 kW, which the session's power (11 to 28 kW, minute by minute) crosses
+twice every 7 minutes: each crossing is a cut and a new period, since prices change there.
+The same tariff with its threshold at 50 kW shows a power restriction that is not crossed:
+then readings cut only where charging starts or stops.
 The baseline is the same tariff on a session with no meter values but its start and stop.
 """
 
@@ -33,6 +36,15 @@ POWER_TARIFF = {
                               {"type": "PARKING_TIME", "price": "6.00", "vat": "19", "step_size": 60}]},
     ],
 }  # fmt: skip
+# The same, with a threshold the session's power (11 to 28 kW) never reaches: a reading cuts
+# only where charging starts or stops, as without a power restriction.
+STEADY_POWER_TARIFF = {
+    **POWER_TARIFF,
+    "elements": [
+        {**POWER_TARIFF["elements"][0], "restrictions": {"min_power": "50"}},
+        POWER_TARIFF["elements"][1],
+    ],
+}
 
 
 def _session(minutes: int) -> tuple[datetime, list[Reading]]:
@@ -63,7 +75,11 @@ def _time(tariff, minutes: int) -> tuple[float, int, int]:
 def run() -> None:
     header = f"{'ms/session':>11} {'x start/stop':>13} {'periods':>8} {'CDR JSON B':>11}"
     print(f"{'tariff':22} {'meter values':>12} {header}")
-    for name, data in (("time of day (bench)", TARIFF), ("power restriction", POWER_TARIFF)):
+    for name, data in (
+        ("time of day (bench)", TARIFF),
+        ("power, crossed often", POWER_TARIFF),
+        ("power, never crossed", STEADY_POWER_TARIFF),
+    ):
         tariff = tariff_from_ocpi(data)
         baseline = None
         for minutes in READINGS:

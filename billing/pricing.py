@@ -126,6 +126,7 @@ class _Plan:
     needs_local: bool  # some restriction looks at local time, date or weekday
     needs_energy: bool  # ... at the energy delivered so far
     needs_power: bool  # ... at the charging power
+    power_thresholds_kw: tuple[mpq, ...]  # every min_power and max_power, sorted
 
 
 def _plan(elements: tuple[TariffElement, ...]) -> _Plan:
@@ -142,6 +143,7 @@ def _plan(elements: tuple[TariffElement, ...]) -> _Plan:
     times: set[time] = set()
     durations: set[int] = set()
     kwh: set[mpq] = set()
+    power: set[mpq] = set()
     needs_local = needs_energy = needs_power = False
     for element in elements:
         r = element.restrictions
@@ -152,6 +154,7 @@ def _plan(elements: tuple[TariffElement, ...]) -> _Plan:
             seconds * 1_000_000 for seconds in (r.min_duration, r.max_duration) if seconds is not None
         )
         kwh.update(_frac(v) * 1000 for v in (r.min_kwh, r.max_kwh) if v is not None)
+        power.update(_frac(v) for v in (r.min_power, r.max_power) if v is not None)
         needs_local |= bool(times)
         needs_energy |= r.min_kwh is not None or r.max_kwh is not None
         needs_power |= r.min_power is not None or r.max_power is not None
@@ -163,6 +166,7 @@ def _plan(elements: tuple[TariffElement, ...]) -> _Plan:
         needs_local=needs_local,
         needs_energy=needs_energy,
         needs_power=needs_power,
+        power_thresholds_kw=tuple(sorted(power)),
     )
 
 
@@ -422,18 +426,29 @@ class _Curve:
     def __init__(self, points: list[tuple]):
         self.points = points  # (µs since start, Wh since start), strictly increasing time
 
-    def cut_instants(self, every: bool) -> list:
-        """The reading instants where a session must be cut: each one when prices depend on the
-        power of each reading interval (``every``), else only the first, the last, and where
-        charging starts or stops (energy rising or flat). Nothing else a tariff looks at
-        changes at a reading: time, elapsed time and energy thresholds are cuts of their own."""
+    def cut_instants(self, power_thresholds_kw: tuple[mpq, ...]) -> list:
+        """The reading instants where a session must be cut: the first, the last, and each one
+        where the kind of reading interval changes. The kind is whether energy rises (charging
+        or not) and, when prices depend on power, on which side of each power threshold the
+        interval's power lies: within a run of intervals of one kind, every restriction decides
+        the same, and nothing else a tariff looks at changes at a reading (time, elapsed time
+        and energy thresholds are cuts of their own). So a session with a meter value a minute
+        is cut only where charging starts or stops or its power crosses a threshold."""
         pts = self.points
-        if every or len(pts) == 2:
-            return [t for t, _ in pts]
+        if len(pts) == 2:
+            return [pts[0][0], pts[1][0]]
         instants = [pts[0][0], pts[-1][0]]
-        for (_, e0), (t1, e1), (_, e2) in zip(pts, pts[1:], pts[2:], strict=False):
-            if (e1 > e0) != (e2 > e1):
-                instants.append(t1)
+        if not power_thresholds_kw:  # the usual case, kept cheap: where charging starts or stops
+            for (_, e0), (t1, e1), (_, e2) in zip(pts, pts[1:], pts[2:], strict=False):
+                if (e1 > e0) != (e2 > e1):
+                    instants.append(t1)
+            return instants
+        previous = None
+        for (t0, e0), (t1, e1) in pairwise(pts):
+            kind = (e1 > e0, *((e1 - e0) * 3_600_000 >= kw * (t1 - t0) for kw in power_thresholds_kw))
+            if previous is not None and kind != previous:
+                instants.append(t0)
+            previous = kind
         return instants
 
     def time_reaching(self, wh):
@@ -576,7 +591,7 @@ def _local_instants_us(zone: ZoneInfo, first_utc_day: int, last_utc_day: int, ti
 
 def _breakpoints(plan: _Plan, started_at: datetime, duration_us: int, zone: ZoneInfo, curve: _Curve) -> list:
     cuts = {0, duration_us}
-    cuts.update(curve.cut_instants(every=plan.needs_power))
+    cuts.update(curve.cut_instants(plan.power_thresholds_kw))
     cuts.update(plan.duration_cuts_us)
     for wh in plan.kwh_cuts_wh:
         at = curve.time_reaching(wh)
@@ -648,9 +663,10 @@ def price_session(
             )
         )
 
-    # A segment may span several reading intervals, all charging or all not (the cuts say
-    # where that changes); with a power restriction every reading is a cut, and a segment lies
-    # inside one interval. Walk the intervals alongside the segments: linear in readings (a
+    # A segment may span several reading intervals, all of one kind (the cuts say where that
+    # changes): all charging or all not, and all on the same side of every power threshold, so
+    # the power of its first interval decides as any would. Walk the intervals alongside the
+    # segments: linear in readings (a
     # session with a meter value a minute has hundreds). After the last reading, the last
     # interval holds and energy is flat.
     points = curve.points

@@ -359,6 +359,37 @@ def test_minute_readings_make_one_period_per_charging_or_parking_stretch():
     assert priced.total_excl.amount == Decimal("9.20")
 
 
+def test_power_thresholds_cut_only_where_the_power_crosses_one():
+    # A meter value a minute, 10:00-10:40, at 30 kW, then 60 kW, then 30 kW, then 12 kW (10 min
+    # each: 5, 10, 5 and 2 kWh). Prices: 0.60/kWh from 50 kW, 0.50 from 22 kW, else 0.40.
+    # Every reading within a run is on the same side of both thresholds: four periods, not 40.
+    # 5 x 0.50 + 10 x 0.60 + 5 x 0.50 + 2 x 0.40 = 2.50 + 6.00 + 2.50 + 0.80 = 11.80.
+    kw = [30] * 10 + [60] * 10 + [30] * 10 + [12] * 10
+    register = [sum(kw[:minute]) * 1000 // 60 for minute in range(41)]
+    readings = [(f"10:{m:02d}", register[m]) for m in range(1, 41)]
+    tariff = ocpi(
+        "EUR",
+        el(c("ENERGY", "0.60"), min_power="50"),
+        el(c("ENERGY", "0.50"), min_power="22"),
+        el(c("ENERGY", "0.40")),
+    )
+    priced = price(tariff, "10:00", readings)
+    periods = [p.as_json() for p in priced.periods]
+    assert [(p["start_date_time"][11:16], p["end_date_time"][11:16]) for p in periods] == [
+        ("10:00", "10:10"),
+        ("10:10", "10:20"),
+        ("10:20", "10:30"),
+        ("10:30", "10:40"),
+    ]
+    assert [(p["dimensions"][0]["volume"], p["components"][0]["price"]) for p in periods] == [
+        ("5", "0.5"),
+        ("10", "0.6"),
+        ("5", "0.5"),
+        ("2", "0.4"),
+    ]
+    assert priced.total_excl.amount == Decimal("11.80")
+
+
 def test_boundary_splits_periods_in_the_cdr():
     priced = price(
         ocpi("EUR", el(c("ENERGY", "0.40"), start_time="17:00", end_time="20:00"), el(c("ENERGY", "0.30"))),

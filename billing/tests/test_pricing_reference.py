@@ -97,20 +97,31 @@ def tariffs(draw):
 def sessions(draw):
     start = draw(st.sampled_from(STARTS)) + timedelta(microseconds=draw(st.integers(0, 10**6 - 1)))
     meter_start = draw(st.integers(0, 10**7))
-    steps = draw(
-        st.lists(
-            st.tuples(
-                st.integers(0, 4 * 3600 * 10**6),
-                # Often nothing between two readings: parking between charging stretches.
-                st.one_of(
-                    st.just(Decimal(0)),
-                    st.decimals(min_value=0, max_value=30_000, places=draw(st.sampled_from([0, 0, 1, 4]))),
+    if draw(st.booleans()):
+        # A meter value every interval at a power near the tariffs' thresholds (0-200 kW),
+        # drifting: runs of intervals on one side of a threshold, and crossings.
+        seconds = draw(st.sampled_from([30, 60, 300]))
+        kw, steps = draw(st.integers(0, 150)), []
+        for drift in draw(st.lists(st.integers(-8, 8), min_size=2, max_size=12)):
+            kw = max(0, kw + drift)
+            steps.append((seconds * 10**6, Decimal(kw * seconds * 1000 // 3600)))
+    else:
+        steps = draw(
+            st.lists(
+                st.tuples(
+                    st.integers(0, 4 * 3600 * 10**6),
+                    # Often nothing between two readings: parking between charging stretches.
+                    st.one_of(
+                        st.just(Decimal(0)),
+                        st.decimals(
+                            min_value=0, max_value=30_000, places=draw(st.sampled_from([0, 0, 1, 4]))
+                        ),
+                    ),
                 ),
-            ),
-            min_size=0,
-            max_size=6,
+                min_size=0,
+                max_size=6,
+            )
         )
-    )
     t, wh, readings = start, Decimal(meter_start), []
     for dt, dwh in steps:
         t += timedelta(microseconds=dt)
