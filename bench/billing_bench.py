@@ -91,7 +91,7 @@ SELECT count(*) FILTER (WHERE o.account_id IS NOT NULL AND q.account_id IS NOT N
        count(*)
 FROM bench_sql_invoice q
 FULL JOIN (
-    SELECT i.account_id, count(l.id) AS n,
+    SELECT i.account_id, count(l.cdr_id) AS n,
            i.total_excl_vat AS excl, i.total_vat AS vat, i.total_incl_vat AS incl
     FROM billing_invoice i JOIN billing_invoiceline l ON l.invoice_id = i.id
     GROUP BY i.id

@@ -440,8 +440,10 @@ class InvoiceLine(models.Model):
     # with a row lock per line on the CDR (a million CDR pages rewritten per billing run); what
     # it guarded — a billed CDR disappearing — is refused by the CDR table itself (migration
     # 0007: CDRs cannot be deleted), and lines are only ever made from existing CDRs.
+    # The primary key too: a line is its CDR's place on an invoice (no surrogate id: one index
+    # fewer to write per line, a fifth of the billing cycle's insert).
     cdr = models.OneToOneField(
-        Cdr, on_delete=models.PROTECT, related_name="invoice_line", db_constraint=False
+        Cdr, on_delete=models.PROTECT, related_name="invoice_line", db_constraint=False, primary_key=True
     )
     total_excl_vat = models.DecimalField(**AMOUNT)
     total_vat = models.DecimalField(**AMOUNT)
@@ -451,7 +453,7 @@ class InvoiceLine(models.Model):
     vat_rate = models.CharField(max_length=12, null=True, blank=True)  # noqa: DJ001 - NULL: see the CDR
 
     class Meta:
-        ordering = ["invoice", "id"]
+        ordering = ["invoice", "cdr"]
 
     def __str__(self) -> str:
         return f"{self.invoice} · CDR {self.cdr_id}"

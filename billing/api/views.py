@@ -220,7 +220,7 @@ class BillingAccountViewSet(ScopedQuerysetMixin, mixins.UpdateModelMixin, viewse
 @extend_schema(tags=["billing"])
 class InvoiceViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
     queryset = Invoice.objects.prefetch_related(
-        Prefetch("lines", queryset=InvoiceLine.objects.only("id", "invoice_id", "cdr_id"))
+        Prefetch("lines", queryset=InvoiceLine.objects.only("invoice_id", "cdr_id"))
     ).order_by("-period_start", "-pk")
     api_area = "billing"
     serializer_class = InvoiceSerializer

@@ -130,7 +130,6 @@ def create(apps, schema_editor):
         statements = [POSTGRESQL] + [POSTGRESQL_PARENT.format(table=t, column=c) for t, c, _ in PARENTS]
     elif vendor == "sqlite":
         statements = [
-            *QUEUE.SQLITE_DROP,  # those that survived a rebuild, so that all can be made again
             *QUEUE.SQLITE,
             SQLITE_REPAIR,
             _sqlite_check(),
@@ -155,6 +154,13 @@ def drop(apps, schema_editor):
         schema_editor.execute(statement, params=None)
 
 
+def queue_triggers_drop(apps, schema_editor):
+    """Forwards, SQLite: no queue trigger may read billing_cdr while it is rebuilt."""
+    if schema_editor.connection.vendor == "sqlite":
+        for statement in QUEUE.SQLITE_DROP:
+            schema_editor.execute(statement, params=None)
+
+
 def queue_triggers_back(apps, schema_editor):
     """Backwards, SQLite: the rebuilds dropped the queue's CDR trigger; make 0008's set again."""
     if schema_editor.connection.vendor == "sqlite":
@@ -173,7 +179,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunPython(migrations.RunPython.noop, queue_triggers_back),
+        migrations.RunPython(queue_triggers_drop, queue_triggers_back),
         _without_constraint(
             "account",
             models.ForeignKey(
