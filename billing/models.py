@@ -453,7 +453,7 @@ class InvoiceLine(models.Model):
     vat_rate = models.CharField(max_length=12, null=True, blank=True)  # noqa: DJ001 - NULL: see the CDR
 
     class Meta:
-        ordering = ["invoice", "cdr"]
+        ordering = ["invoice_id", "cdr_id"]  # columns, not relations: no join to order by
 
     def __str__(self) -> str:
         return f"{self.invoice} · CDR {self.cdr_id}"

@@ -29,7 +29,7 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.RunPython(migrations.RunPython.noop, queue_triggers_again),  # backwards: last
-        migrations.AlterModelOptions(name="invoiceline", options={"ordering": ["invoice", "cdr"]}),
+        migrations.AlterModelOptions(name="invoiceline", options={"ordering": ["invoice_id", "cdr_id"]}),
         migrations.RemoveField(model_name="invoiceline", name="id"),
         migrations.AlterField(
             model_name="invoiceline",
