@@ -553,30 +553,30 @@ def _transition(invoice: Invoice, target: str) -> None:
     invoice.status = target
 
 
-def _vat_breakdowns(*, invoices: list[Invoice]) -> dict[int, list[dict[str, str]]]:
+def _vat_breakdowns(*, invoices: list[Invoice], sums: list[tuple]) -> dict[int, list[dict[str, str]]]:
     """VAT by rate of each invoice: the sums of its CDRs' own per-rate bases and (rounded) amounts.
 
-    A line whose CDR has one VAT rate (the line's ``vat_rate``) contributes its totals excl.
-    VAT and VAT, read from the lines alone; the others (several rates, or lines made before
-    the column existed) their CDR's JSON breakdown lines. Bases are shown with the currency's
-    minor unit + 2 decimals, amounts with the minor unit.
+    ``sums`` are the invoices' lines summed per (invoice, VAT rate) (``_lines_insert``). A line
+    whose CDR has one VAT rate (the line's ``vat_rate``) contributes its totals excl. VAT and
+    VAT from those sums; the others (several rates, or lines made before the column existed)
+    their CDR's JSON breakdown lines. Bases are shown with the currency's minor unit + 2
+    decimals, amounts with the minor unit.
     """
     ids = [invoice.pk for invoice in invoices]
-    sums: dict[int, dict[str, list[Decimal]]] = {pk: {} for pk in ids}
+    by_invoice: dict[int, dict[str, list[Decimal]]] = {pk: {} for pk in ids}
 
     def add(invoice_id: int, rate: str, base: Decimal, amount: Decimal) -> None:
-        entry = sums[invoice_id].setdefault(rate, [Decimal(0), Decimal(0)])
+        entry = by_invoice[invoice_id].setdefault(rate, [Decimal(0), Decimal(0)])
         entry[0] += base
         entry[1] += amount
 
-    for invoice_id, rate, base, amount in (
-        InvoiceLine.objects.filter(invoice_id__in=ids, vat_rate__isnull=False)
-        .values_list("invoice_id", "vat_rate")
-        .annotate(base=Sum("total_excl_vat"), amount=Sum("total_vat"))
-        .order_by()
-    ):
-        add(invoice_id, rate, base, amount)
-    if connection.vendor == "postgresql":
+    multi_rate = False
+    for invoice_id, rate, base, amount, _ in sums:
+        if rate is None:
+            multi_rate = True
+        else:
+            add(invoice_id, rate, base, amount)
+    if multi_rate and connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
                 """
@@ -594,9 +594,9 @@ def _vat_breakdowns(*, invoices: list[Invoice]) -> dict[int, list[dict[str, str]
             )
             for invoice_id, rate, base, amount in cursor.fetchall():
                 add(invoice_id, rate, base, amount)
-    else:  # the embedded SQLite quick start: the same sums in Python
-        multi_rate = Cdr.objects.filter(invoice_line__invoice_id__in=ids, invoice_line__vat_rate__isnull=True)
-        for invoice_id, breakdown in multi_rate.values_list("invoice_line__invoice_id", "vat_breakdown"):
+    elif multi_rate:  # the embedded SQLite quick start: the same sums in Python
+        cdrs = Cdr.objects.filter(invoice_line__invoice_id__in=ids, invoice_line__vat_rate__isnull=True)
+        for invoice_id, breakdown in cdrs.values_list("invoice_line__invoice_id", "vat_breakdown"):
             for line in breakdown:
                 add(invoice_id, line["rate"], Decimal(line["base"]), Decimal(line["amount"]))
     found = {}
@@ -608,7 +608,9 @@ def _vat_breakdowns(*, invoices: list[Invoice]) -> dict[int, list[dict[str, str]
                 "base": str(base.quantize(Decimal(1).scaleb(-(places + 2)))),
                 "amount": str(amount.quantize(Decimal(1).scaleb(-places))),
             }
-            for rate, (base, amount) in sorted(sums[invoice.pk].items(), key=lambda item: Decimal(item[0]))
+            for rate, (base, amount) in sorted(
+                by_invoice[invoice.pk].items(), key=lambda item: Decimal(item[0])
+            )
         ]
     return found
 
@@ -648,32 +650,48 @@ class CycleResult:
     invoices_created: list[int]
 
 
-def _lines_insert(invoices: list[Invoice]) -> None:
+def _lines_insert(invoices: list[Invoice]) -> list[tuple]:
     """Put on each invoice (at most one per account) its account's unbilled CDRs (the queue) in
-    its currency that stopped before its period's end."""
+    its currency that stopped before its period's end. Returns the new lines summed per invoice
+    and VAT rate: ``(invoice id, VAT rate or None, excl. VAT, VAT, incl. VAT)``."""
     account_marks = ", ".join(["%s"] * len(invoices))
     invoice_marks = ", ".join(["%s"] * len(invoices))
+    # Our own table names; the ids are bound parameters. The CDRs come from the unbilled
+    # queue, which carries their totals and VAT rate: no CDR row is read. A trigger takes
+    # each CDR out of the queue as its line goes in, so a later pass of the same transaction
+    # no longer sees it. The lines' unique CDR key is what guarantees a CDR is billed once:
+    # a CDR already on a line would fail the statement and roll the batch back. That does
+    # not happen (the queue holds unbilled CDRs only, and the batch holds its accounts'
+    # locks), so the insert is a plain one: ``ON CONFLICT DO NOTHING`` made PostgreSQL
+    # insert each line speculatively, 30% more per line.
+    insert = f"""
+        INSERT INTO {InvoiceLine._meta.db_table}
+            (invoice_id, cdr_id, total_excl_vat, total_vat, total_incl_vat, vat_rate)
+        SELECT i.id, u.cdr_id, u.total_excl_vat, u.total_vat, u.total_incl_vat, u.vat_rate
+        FROM {UnbilledCdr._meta.db_table} u
+        JOIN {Invoice._meta.db_table} i
+          ON i.account_id = u.account_id AND i.currency = u.currency AND u.stopped_at < i.period_end
+        WHERE u.account_id IN ({account_marks}) AND i.id IN ({invoice_marks})
+    """  # noqa: S608
+    params = [*(invoice.account_id for invoice in invoices), *(invoice.pk for invoice in invoices)]
     with connection.cursor() as cursor:
-        # Our own table names; the ids are bound parameters. The CDRs come from the unbilled
-        # queue, which carries their totals and VAT rate: no CDR row is read. A trigger takes
-        # each CDR out of the queue as its line goes in, so a later pass of the same transaction
-        # no longer sees it. The lines' unique CDR key is what guarantees a CDR is billed once:
-        # a CDR already on a line would fail the statement and roll the batch back. That does
-        # not happen (the queue holds unbilled CDRs only, and the batch holds its accounts'
-        # locks), so the insert is a plain one: ``ON CONFLICT DO NOTHING`` made PostgreSQL
-        # insert each line speculatively, 30% more per line.
-        cursor.execute(
-            f"""
-            INSERT INTO {InvoiceLine._meta.db_table}
-                (invoice_id, cdr_id, total_excl_vat, total_vat, total_incl_vat, vat_rate)
-            SELECT i.id, u.cdr_id, u.total_excl_vat, u.total_vat, u.total_incl_vat, u.vat_rate
-            FROM {UnbilledCdr._meta.db_table} u
-            JOIN {Invoice._meta.db_table} i
-              ON i.account_id = u.account_id AND i.currency = u.currency AND u.stopped_at < i.period_end
-            WHERE u.account_id IN ({account_marks}) AND i.id IN ({invoice_marks})
-            """,  # noqa: S608
-            [*(invoice.account_id for invoice in invoices), *(invoice.pk for invoice in invoices)],
-        )
+        if connection.vendor == "postgresql":
+            # The sums come from the rows as they are inserted: the lines are not read again.
+            summed = (
+                f"WITH line AS ({insert} RETURNING *) SELECT invoice_id, vat_rate, sum(total_excl_vat),"  # noqa: S608
+                " sum(total_vat), sum(total_incl_vat) FROM line GROUP BY 1, 2"
+            )
+            cursor.execute(summed, params)
+            return cursor.fetchall()
+        cursor.execute(insert, params)
+    # SQLite: no INSERT in a WITH; the new lines are read back, through the ORM, whose decimal
+    # converters make exact Decimals of SQLite's sums.
+    return list(
+        InvoiceLine.objects.filter(invoice_id__in=[invoice.pk for invoice in invoices])
+        .order_by()
+        .values_list("invoice_id", "vat_rate")
+        .annotate(Sum("total_excl_vat"), Sum("total_vat"), Sum("total_incl_vat"))
+    )
 
 
 def _catch_up_invoices(*, account: BillingAccount, last_closed: tuple[datetime, datetime]) -> list[Invoice]:
@@ -771,27 +789,22 @@ def invoices_close_periods(*, account_ids: list[int], now: datetime, render_pdf:
         for invoice in invoices:
             passes[seen[invoice.account_id]].append(invoice)
             seen[invoice.account_id] += 1
-        for rank in sorted(passes):
-            _lines_insert(passes[rank])
-        totals = {
-            row["invoice_id"]: row
-            for row in InvoiceLine.objects.filter(invoice_id__in=ids)
-            .values("invoice_id")
-            .annotate(excl=Sum("total_excl_vat"), vat=Sum("total_vat"), incl=Sum("total_incl_vat"))
-        }
+        sums = [row for rank in sorted(passes) for row in _lines_insert(passes[rank])]
+        # Totals = sums of the invoice's lines (each CDR's totals, already rounded: to the cent).
+        totals: dict[int, list[Decimal]] = {}
+        for invoice_id, _, excl, vat, incl in sums:
+            total = totals.setdefault(invoice_id, [Decimal(0), Decimal(0), Decimal(0)])
+            total[0] += excl
+            total[1] += vat
+            total[2] += incl
         if len(totals) != len(invoices):  # every invoice made here has lines, by construction
             raise RuntimeError(f"invoices without lines: {sorted(set(ids) - set(totals))}")
-        vat = _vat_breakdowns(invoices=invoices)
+        vat_by_invoice = _vat_breakdowns(invoices=invoices, sums=sums)
         issued_year = now.astimezone(UTC).year
         numbers = numbers_take(series=NumberSeries.INVOICE, year=issued_year, count=len(invoices))
         for invoice, number in zip(invoices, numbers, strict=True):
-            row = totals[invoice.pk]
-            invoice.total_excl_vat, invoice.total_vat, invoice.total_incl_vat = (
-                row["excl"],
-                row["vat"],
-                row["incl"],
-            )
-            invoice.vat_breakdown = vat[invoice.pk]
+            invoice.total_excl_vat, invoice.total_vat, invoice.total_incl_vat = totals[invoice.pk]
+            invoice.vat_breakdown = vat_by_invoice[invoice.pk]
             _transition(invoice, InvoiceStatus.OPEN)
             invoice.issued_at = now
             invoice.number = number

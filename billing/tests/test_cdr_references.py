@@ -6,6 +6,7 @@ The embedded SQLite quick start gets the same rules from row triggers; that its 
 leave every billing trigger in place is checked by migrating a SQLite file in a subprocess.
 """
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -202,3 +203,61 @@ def test_sqlite_migrations_leave_every_billing_trigger_in_place(tmp_path: Path):
         insert = f"INSERT INTO billing_cdr ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"  # noqa: S608
         with pytest.raises(sqlite3.IntegrityError, match="must name an existing session"):
             db.execute(insert, list(columns.values()))
+
+
+SQLITE_TWO_CYCLES = """
+import json
+from datetime import UTC, datetime
+import django
+django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+from billing import services
+from billing.models import Invoice, UnbilledCdr
+from billing.tests.factories import (
+    IdTokenFactory, OrganizationFactory, SessionFactory, account_for_org, default_tariff,
+)
+default_tariff(energy="0.30", vat="19")
+org = OrganizationFactory()
+account_for_org(org)
+for k in range(3):
+    session = SessionFactory(
+        id_token=IdTokenFactory(organization=org), meter_stop_wh=10_000 * (k + 1),
+        started_at=datetime(2026, 3, 2, 10 + k, tzinfo=UTC),
+        stopped_at=datetime(2026, 3, 2, 11 + k, tzinfo=UTC),
+    )
+    services.cdr_create_for_session(session_id=session.pk)
+first = services.billing_cycle_run(now=datetime(2026, 4, 1, 1, tzinfo=UTC), render_pdfs=False)
+queued = UnbilledCdr.objects.count()
+second = services.billing_cycle_run(now=datetime(2026, 5, 1, 1, tzinfo=UTC), render_pdfs=False)
+invoice = Invoice.objects.get()
+print(json.dumps({
+    "first": len(first.invoices_created), "queued_after": queued, "second": len(second.invoices_created),
+    "totals": [str(invoice.total_excl_vat), str(invoice.total_vat), str(invoice.total_incl_vat)],
+    "vat": invoice.vat_breakdown,
+}))
+"""
+
+
+@pytest.mark.slow
+def test_sqlite_quick_start_bills_once_and_empties_the_queue(tmp_path: Path):
+    """The embedded quick start's billing cycle on SQLite: one invoice, equal to its CDRs, and a
+    second cycle finds nothing left (it used to fail: billed CDRs stayed in the queue)."""
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'quickstart.sqlite3'}"}
+    done = subprocess.run(
+        [sys.executable, "-c", SQLITE_TWO_CYCLES],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    # 10 + 20 + 30 kWh x 0.30 = 18.00; VAT per CDR 0.57 + 1.14 + 1.71 = 3.42
+    assert outcome == {
+        "first": 1,
+        "queued_after": 0,
+        "second": 0,
+        "totals": ["18.000", "3.420", "21.420"],
+        "vat": [{"rate": "19", "base": "18.0000", "amount": "3.42"}],
+    }
