@@ -678,7 +678,8 @@ def _lines_insert(invoices: list[Invoice]) -> list[tuple]:
         if connection.vendor == "postgresql":
             # The sums come from the rows as they are inserted: the lines are not read again.
             summed = (
-                f"WITH line AS ({insert} RETURNING *) SELECT invoice_id, vat_rate, sum(total_excl_vat),"  # noqa: S608
+                f"WITH line AS ({insert} RETURNING invoice_id, vat_rate, total_excl_vat, total_vat, total_incl_vat)"  # noqa: E501, S608
+                " SELECT invoice_id, vat_rate, sum(total_excl_vat),"
                 " sum(total_vat), sum(total_incl_vat) FROM line GROUP BY 1, 2"
             )
             cursor.execute(summed, params)
