@@ -4,6 +4,7 @@ The suite runs against real PostgreSQL and Redis (``make test`` points ``DATABAS
 ``REDIS_URL`` at the local servers); it refuses to run on the embedded SQLite set-up.
 """
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -26,6 +27,18 @@ def pytest_configure(config):
         )
     # Plain HTTP in tests, also for servers started before any per-test fixture (live_server).
     settings.SECURE_SSL_REDIRECT = False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _async_connections_closed(django_db_setup) -> Iterator[None]:
+    """Close the connections that async code opened in asgiref's sync thread (consumers run
+    in-process, ``database_sync_to_async``) before the test database is dropped: the teardown
+    closes only this thread's, and dropping a database someone is connected to fails."""
+    yield
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    asyncio.run(sync_to_async(connections.close_all)())
 
 
 @pytest.fixture(autouse=True)
