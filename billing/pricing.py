@@ -123,10 +123,22 @@ class _Plan:
     times_of_day: tuple[time, ...]  # local times where prices may change (sorted)
     duration_cuts_us: frozenset[int]
     kwh_cuts_wh: tuple[mpq, ...]
-    needs_local: bool  # some restriction looks at local time, date or weekday
-    needs_energy: bool  # ... at the energy delivered so far
-    needs_power: bool  # ... at the charging power
     power_thresholds_kw: tuple[mpq, ...]  # every min_power and max_power, sorted
+
+    @property
+    def needs_local(self) -> bool:
+        """Some restriction looks at local time, date or weekday."""
+        return bool(self.times_of_day)
+
+    @property
+    def needs_energy(self) -> bool:
+        """... at the energy delivered so far."""
+        return bool(self.kwh_cuts_wh)
+
+    @property
+    def needs_power(self) -> bool:
+        """... at the charging power."""
+        return bool(self.power_thresholds_kw)
 
 
 def _plan(elements: tuple[TariffElement, ...]) -> _Plan:
@@ -144,7 +156,6 @@ def _plan(elements: tuple[TariffElement, ...]) -> _Plan:
     durations: set[int] = set()
     kwh: set[mpq] = set()
     power: set[mpq] = set()
-    needs_local = needs_energy = needs_power = False
     for element in elements:
         r = element.restrictions
         times.update(t for t in (r.start_time, r.end_time) if t is not None)
@@ -155,17 +166,11 @@ def _plan(elements: tuple[TariffElement, ...]) -> _Plan:
         )
         kwh.update(_frac(v) * 1000 for v in (r.min_kwh, r.max_kwh) if v is not None)
         power.update(_frac(v) for v in (r.min_power, r.max_power) if v is not None)
-        needs_local |= bool(times)
-        needs_energy |= r.min_kwh is not None or r.max_kwh is not None
-        needs_power |= r.min_power is not None or r.max_power is not None
     return _Plan(
         candidates=candidates,
         times_of_day=tuple(sorted(times)),
         duration_cuts_us=frozenset(durations),
         kwh_cuts_wh=tuple(sorted(kwh)),
-        needs_local=needs_local,
-        needs_energy=needs_energy,
-        needs_power=needs_power,
         power_thresholds_kw=tuple(sorted(power)),
     )
 
