@@ -75,6 +75,32 @@ def test_cdr_priced_with_readings_and_idempotent():
     assert first.tariff_snapshot["elements"][0]["price_components"][0]["price"] == "0.300000"
 
 
+def test_cdr_keeps_the_engines_pricing_as_written():
+    """``pricing`` is stored as ``json`` text on PostgreSQL: it reads back equal to the engine's
+    output, keys in the order written (``jsonb`` would have reordered them)."""
+    from django.db import connection
+
+    priced_with = default_tariff(energy="0.30", vat="19")
+    session = SessionFactory(meter_stop_wh=22_300)
+    meter_value(session, session.started_at + timedelta(minutes=30), 11_000)
+    cdr = services.cdr_create_for_session(session_id=session.pk)
+    session = type(session).objects.get(pk=session.pk)
+    expected = services.session_price(session=session, tariff_json=services.tariff_ocpi(tariff=priced_with))
+    stored = Cdr.objects.get(pk=cdr.pk).pricing
+    assert stored == expected.as_json()
+    assert list(stored) == list(expected.as_json())
+    period_keys = ["start_date_time", "end_date_time", "dimensions", "components"]
+    assert list(stored["charging_periods"][0]) == period_keys
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT data_type FROM information_schema.columns"
+                " WHERE table_name = 'billing_cdr' AND column_name IN ('pricing', 'vat_breakdown')"
+                " ORDER BY column_name"
+            )
+            assert [row[0] for row in cursor.fetchall()] == ["json", "jsonb"]
+
+
 def test_one_cdr_per_session_is_enforced_by_the_database():
     default_tariff()
     cdr = services.cdr_create_for_session(session_id=SessionFactory().pk)
