@@ -479,6 +479,8 @@ def _curve(started_at: datetime, duration_us: int, readings: Iterable[Reading], 
         if by_time[t] > highest:
             highest = by_time[t]  # energy never goes backwards
         points.append((t, highest))
+    if points[-1][0] < duration_us:  # after the last reading, nothing more is known delivered:
+        points.append((duration_us, highest))  # flat, so parking (a live session, no stop value)
     if len(points) == 1:  # zero-length session: a second point at the same instant
         points.append(points[0])
     return _Curve(points)

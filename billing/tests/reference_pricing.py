@@ -1,6 +1,10 @@
 """The pricing engine as it was before the performance work (commit 33f7e55), kept verbatim as
 the oracle of ``test_engine_matches_reference``: the fast engine must price every session to
 the same JSON. Not used by the product. Do not edit; it is the specification in code.
+
+One change since, made in both engines: the stretch after the last reading (a live session, or
+a session without a stop value) has no energy, so it is parking, as docs/billing.md §5 says;
+it used to take the charging state of the interval before it.
 """
 
 from __future__ import annotations
@@ -306,6 +310,8 @@ def _curve(
     for t in sorted(by_time):
         highest = max(highest, by_time[t])  # energy never goes backwards
         points.append((t, highest))
+    if points[-1][0] < duration:  # the one change since 33f7e55: flat after the last reading
+        points.append((duration, highest))
     if len(points) == 1:  # zero-length session: a second point at the same instant
         points.append((points[0][0], points[0][1]))
     return _Curve(points)

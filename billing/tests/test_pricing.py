@@ -334,6 +334,23 @@ def test_parking_and_charging_hours_are_told_apart():
     assert kinds == [["ENERGY"], ["PARKING_TIME"]]
 
 
+def test_time_after_the_last_reading_is_parking():
+    # A live session (or one without a stop value): started 10:00, one reading 10:05 at 1.5 kWh,
+    # priced until 10:20. Charging 10:00-10:05: 1/12 h x 60.00 = 5.00; nothing known delivered
+    # after 10:05, so 10:05-10:20 is parking: 1/4 h x 6.00 = 1.50; total 6.50 (not 20 min x 60).
+    priced = price_session(
+        tariff=tariff_from_ocpi(ocpi("EUR", el(c("TIME", "60.00"), c("PARKING_TIME", "6.00")))),
+        started_at=at("10:00"),
+        stopped_at=at("10:20"),
+        meter_start_wh=0,
+        readings=[Reading(at("10:05"), 1_500)],
+        time_zone="UTC",
+    )
+    assert (priced.charging_seconds, priced.parking_seconds) == (300, 900)
+    assert priced.total_excl.amount == Decimal("6.50")
+    assert [[comp.type for comp in p.components] for p in priced.periods] == [["TIME"], ["PARKING_TIME"]]
+
+
 def test_minute_readings_make_one_period_per_charging_or_parking_stretch():
     # A meter value every 10 minutes: 10:00-11:00 charging 10 kWh, 11:00-12:00 flat (parked),
     # 12:00-13:00 charging 4 kWh. The stretches are the periods, whatever the readings between:
