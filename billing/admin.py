@@ -35,6 +35,7 @@ from billing.models import (
 from billing.ocpi import OcpiError, element_to_ocpi, tariff_from_ocpi
 from billing.pricing import Reading, price_session
 from evcharge.core.errors import DomainError
+from evcharge.core.validators import validate_time_zone
 
 COMPONENT_FIELDSETS = [
     (label, {"fields": [(f"{prefix}_price", f"{prefix}_vat", f"{prefix}_step_size")]})
@@ -101,7 +102,7 @@ class TariffPreviewForm(forms.Form):
     charging_minutes = forms.IntegerField(min_value=0, initial=60)
     parking_minutes = forms.IntegerField(min_value=0, initial=0, help_text="connected after charging ends")
     energy_kwh = forms.DecimalField(min_value=0, max_digits=10, decimal_places=3, initial=Decimal("20"))
-    time_zone = forms.CharField(initial="Europe/Berlin")
+    time_zone = forms.CharField(initial="Europe/Berlin", validators=[validate_time_zone])
 
 
 @admin.register(Tariff)

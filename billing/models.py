@@ -23,6 +23,7 @@ from billing.choices import (
 )
 from evcharge.core.models import TimeStampedModel
 from evcharge.core.money import CURRENCY_CHOICES, Money
+from evcharge.core.validators import validate_time_zone
 
 # Prices per unit carry more decimals than charged amounts (STYLE: Money).
 PRICE = {"max_digits": 14, "decimal_places": 6}
@@ -273,7 +274,10 @@ class BillingAccount(TimeStampedModel):
     )
     period = models.CharField(max_length=8, choices=BillingPeriod.choices, default=BillingPeriod.MONTHLY)
     time_zone = models.CharField(
-        max_length=64, default="UTC", help_text="IANA name; periods close at local midnight"
+        max_length=64,
+        default="UTC",
+        validators=[validate_time_zone],
+        help_text="IANA name; periods close at local midnight",
     )
     currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES, default="EUR")
     billing_email = models.EmailField(blank=True)

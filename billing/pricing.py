@@ -636,7 +636,10 @@ def price_session(
     _require_aware(stopped_at, "stopped_at")
     if stopped_at < started_at:
         raise PricingError("stopped_at is before started_at")
-    zone = ZoneInfo(time_zone)
+    try:
+        zone = ZoneInfo(time_zone)
+    except (KeyError, ValueError):  # ZoneInfoNotFoundError is a KeyError; "../x" a ValueError
+        raise PricingError(f"unknown time zone {time_zone!r}") from None
     currency = tariff.currency
     plan = tariff.plan
     duration_us = _micros(stopped_at - started_at)

@@ -171,7 +171,11 @@ def session_cost_estimate(*, session) -> dict[str, Any] | None:
     if tariff is None:
         return None
     now = timezone.now()
-    priced = session_price(session=session, tariff_json=_json_safe(tariff_ocpi(tariff=tariff)), until=now)
+    try:
+        priced = session_price(session=session, tariff_json=_json_safe(tariff_ocpi(tariff=tariff)), until=now)
+    except PricingError:  # e.g. the site's time zone is unknown: no estimate, the session goes on
+        logger.exception("estimate: session %s cannot be priced", session.pk)
+        return None
     return {
         "tariff_id": tariff.ocpi_id,
         "at": now,
@@ -749,7 +753,13 @@ def invoices_close_periods(*, account_ids: list[int], now: datetime, render_pdf:
     """
     with transaction.atomic():
         accounts = list(BillingAccount.objects.select_for_update().filter(pk__in=account_ids).order_by("pk"))
-        periods = {a.pk: last_closed_period(a.period, a.time_zone, now) for a in accounts}
+        periods = {}
+        for account in list(accounts):
+            try:
+                periods[account.pk] = last_closed_period(account.period, account.time_zone, now)
+            except (KeyError, ValueError):  # unknown time zone (refused on input since 0014)
+                logger.error("billing: account %s: unknown time zone %r", account.pk, account.time_zone)
+                accounts.remove(account)
         invoiced = set(
             Invoice.objects.filter(
                 account_id__in=periods, period_start__in={start for start, _ in periods.values()}

@@ -17,6 +17,7 @@ from chargers.choices import (
     SessionStatus,
 )
 from evcharge.core.models import TimeStampedModel
+from evcharge.core.validators import validate_time_zone
 
 identity_validator = RegexValidator(
     r"^[A-Za-z0-9._:*+|@-]{1,48}$", "1-48 characters: letters, digits and . _ : * + | @ -"
@@ -40,7 +41,12 @@ class Site(TimeStampedModel):
     longitude = models.DecimalField(
         max_digits=9, decimal_places=6, validators=[MinValueValidator(-180), MaxValueValidator(180)]
     )
-    time_zone = models.CharField(max_length=64, default="UTC", help_text="IANA name, e.g. Europe/Berlin")
+    time_zone = models.CharField(
+        max_length=64,
+        default="UTC",
+        validators=[validate_time_zone],
+        help_text="IANA name, e.g. Europe/Berlin",
+    )
     opening_hours = models.JSONField(
         default=dict, blank=True, help_text='OCPI hours: {"twentyfourseven": true} or regular hours'
     )

@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from billing import selectors, services, tasks
@@ -200,6 +201,23 @@ def test_live_estimate_uses_the_same_pricing():
     assert estimate["energy_kwh"] == "4"
     assert str(estimate["total_excl_vat"].amount) == "2.00"
     assert estimate["total_incl_vat"].as_api() == {"amount": "2.40", "currency": "EUR"}
+
+
+def test_a_site_with_an_unknown_time_zone_holds_back_only_its_own_sessions():
+    from chargers.models import Site
+
+    default_tariff(energy="0.30", vat="19")
+    good, bad = SessionFactory(), SessionFactory()
+    live = SessionFactory(status="active", stopped_at=None, meter_stop_wh=None, connector=bad.connector)
+    Site.objects.filter(pk=bad.connector.charge_point.site_id).update(time_zone="Europe/Berlinn")
+
+    assert services.cdrs_create_for_sessions(session_ids=[good.pk, bad.pk]) == 1
+    assert list(Cdr.objects.values_list("session_id", flat=True)) == [good.pk]
+    live = type(live).objects.get(pk=live.pk)  # its site as stored now
+    assert services.session_cost_estimate(session=live) is None  # no estimate, and no error
+    # The admin's site form refuses such a name (the model field's validator).
+    with pytest.raises(ValidationError, match="not a known IANA time zone"):
+        Site._meta.get_field("time_zone").run_validators("Europe/Berlinn")
 
 
 def test_estimate_without_tariff_is_none():

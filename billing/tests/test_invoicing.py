@@ -36,6 +36,23 @@ def cdr_for(org, started_at=MARCH, wh=10_000) -> Cdr:
     return services.cdr_create_for_session(session_id=session.pk)
 
 
+def test_an_account_with_an_unknown_time_zone_does_not_stop_the_cycle():
+    """Refused on input (the model's validator); one stored before that, or past the ORM, is
+    skipped and logged while the batch's other accounts are invoiced."""
+    default_tariff(energy="0.30", vat="19")
+    good, bad = OrganizationFactory(), OrganizationFactory()
+    account_for_org(good)
+    broken = account_for_org(bad)
+    cdr_for(good)
+    cdr_for(bad)
+    type(broken).objects.filter(pk=broken.pk).update(time_zone="Mars/Olympus_Mons")
+
+    made = services.billing_cycle_run(now=datetime(2026, 4, 1, 1, tzinfo=UTC)).invoices_created
+
+    assert [Invoice.objects.get(pk=pk).account.organization for pk in made] == [good]
+    assert UnbilledCdr.objects.filter(account=broken).count() == 1  # waits, not lost
+
+
 def test_periods_follow_the_account_calendar():
     moment = datetime(2026, 3, 31, 23, 30, tzinfo=UTC)  # already April 1st in Berlin (CEST, +2)
     assert period_containing("monthly", "Europe/Berlin", moment) == (
