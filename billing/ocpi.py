@@ -65,10 +65,10 @@ def to_decimal(
         raise OcpiError(path, "must be a finite number")
     if minimum is not None and number < minimum:
         raise OcpiError(path, f"must be at least {minimum}")
+    if abs(number) >= below:  # first: quantizing a huge number overflows the context
+        raise OcpiError(path, f"must be below {below}")
     if number.as_tuple().exponent < -places and number != number.quantize(Decimal(1).scaleb(-places)):
         raise OcpiError(path, f"at most {places} decimals")
-    if abs(number) >= below:
-        raise OcpiError(path, f"must be below {below}")
     return number
 
 

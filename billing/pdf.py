@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from io import BytesIO
+from xml.sax.saxutils import escape
 
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
@@ -22,10 +23,11 @@ def render_invoice(*, invoice, lines) -> bytes:
     cur = invoice.currency
     story = [
         Paragraph(f"Invoice {invoice.number}", styles["Title"]),
-        Paragraph(f"Billed to: {account.name}", styles["Normal"]),
+        # Paragraph text is reportlab markup: names are people's input ("Fleet <B> Nord").
+        Paragraph(f"Billed to: {escape(account.name)}", styles["Normal"]),
         Paragraph(
             f"Period: {invoice.period_start:%Y-%m-%d %H:%M} - {invoice.period_end:%Y-%m-%d %H:%M} UTC "
-            f"({account.get_period_display().lower()}, {account.time_zone})",
+            f"({account.get_period_display().lower()}, {escape(account.time_zone)})",
             styles["Normal"],
         ),
         Paragraph(f"Issued: {invoice.issued_at:%Y-%m-%d %H:%M} UTC", styles["Normal"]),

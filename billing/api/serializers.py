@@ -50,7 +50,7 @@ class OcpiTariffSerializer(serializers.Serializer):
     currency = serializers.CharField(max_length=3)
     type = serializers.ChoiceField(choices=OCPI_TARIFF_TYPES, required=False)
     tariff_alt_text = serializers.ListField(child=serializers.DictField(), required=False)
-    tariff_alt_url = serializers.URLField(required=False)
+    tariff_alt_url = serializers.URLField(required=False, max_length=200)  # the column's length
     min_price = serializers.DictField(required=False)
     max_price = serializers.DictField(required=False)
     elements = serializers.ListField(child=serializers.DictField(), min_length=1)

@@ -131,6 +131,13 @@ def test_put_creates_then_replaces_and_post_twice_conflicts(operator):
             "elements[0].price_components[0].price",
         ),
         ({"min_price": {"excl_vat": 1, "incl_vat": "lots"}}, "min_price.incl_vat"),
+        # more digits than a decimal context holds: refused, not a 500 from quantize()
+        (
+            {"elements": [{"price_components": [{"type": "ENERGY", "price": "1" * 23 + ".1234567"}]}]},
+            "elements[0].price_components[0].price",
+        ),
+        ({"max_price": {"excl_vat": "1E+30"}}, "max_price.excl_vat"),
+        ({"tariff_alt_url": "https://example.com/" + "x" * 300}, "tariff_alt_url"),  # column: 200
     ],
 )
 def test_bad_tariffs_get_field_details(operator, change, field):
@@ -232,6 +239,27 @@ def test_invoice_pdf(operator, settings, tmp_path):
     invoice.refresh_from_db()
     assert invoice.pdf.name == "invoices/2026/INV-2026-000001.pdf"
     assert (tmp_path / invoice.pdf.name).exists()
+
+
+def test_invoice_pdf_of_an_account_named_with_markup(operator, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    org = billed_org()
+    org.billing_account.__class__.objects.filter(pk=org.billing_account.pk).update(name="Fleet <B> Nord & Co")
+    invoice = Invoice.objects.get()
+    response = operator.get(f"/api/v1/invoices/{invoice.pk}/pdf/")
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content).startswith(b"%PDF")
+
+
+def test_billing_account_time_zone_must_be_known(operator):
+    account = billed_org().billing_account
+    url = f"/api/v1/billing-accounts/{account.pk}/"
+    response = operator.patch(url, {"time_zone": "Mars/Olympus_Mons"}, format="json")
+    assert response.status_code == 400
+    assert "time_zone" in response.json()["error"]["details"]
+    account.refresh_from_db()
+    assert account.time_zone == "UTC"
+    assert operator.patch(url, {"time_zone": "Europe/Berlin"}, format="json").status_code == 200
 
 
 def test_payments_through_the_api(operator):
