@@ -413,6 +413,8 @@ class Invoice(TimeStampedModel):
     total_vat = models.DecimalField(**AMOUNT, default=Decimal(0))
     total_incl_vat = models.DecimalField(**AMOUNT, default=Decimal(0))
     amount_paid = models.DecimalField(**AMOUNT, default=Decimal(0))
+    # Incl. VAT, the sum of the credit notes of this invoice's CDRs (docs/billing.md §6).
+    amount_credited = models.DecimalField(**AMOUNT, default=Decimal(0))
     vat_breakdown = models.JSONField(default=list, blank=True)
     issued_at = models.DateTimeField(null=True, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
@@ -441,6 +443,10 @@ class Invoice(TimeStampedModel):
                 condition=Q(amount_paid__gte=0) & Q(amount_paid__lte=F("total_incl_vat")),
                 name="invoice_paid_within_total",
             ),
+            models.CheckConstraint(
+                condition=Q(amount_credited__gte=0) & Q(amount_credited__lte=F("total_incl_vat")),
+                name="invoice_credited_within_total",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -448,7 +454,13 @@ class Invoice(TimeStampedModel):
 
     @property
     def amount_due(self) -> Decimal:
-        return self.total_incl_vat - self.amount_paid
+        """What the customer still owes: the total less payments and credit notes (never < 0)."""
+        return max(self.total_incl_vat - self.amount_paid - self.amount_credited, Decimal(0))
+
+    @property
+    def amount_refundable(self) -> Decimal:
+        """What is owed back: credit notes on what was already paid."""
+        return max(self.amount_paid + self.amount_credited - self.total_incl_vat, Decimal(0))
 
 
 class InvoiceLine(models.Model):

@@ -14,6 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import orjson
@@ -811,12 +812,17 @@ def invoices_close_periods(*, account_ids: list[int], now: datetime, render_pdf:
         if len(totals) != len(invoices):  # every invoice made here has lines, by construction
             raise RuntimeError(f"invoices without lines: {sorted(set(ids) - set(totals))}")
         vat_by_invoice = _vat_breakdowns(invoices=invoices, sums=sums)
+        credited = _credit_notes_attach(ids)  # notes made before their CDRs were invoiced
         issued_year = now.astimezone(UTC).year
         numbers = numbers_take(series=NumberSeries.INVOICE, year=issued_year, count=len(invoices))
         for invoice, number in zip(invoices, numbers, strict=True):
             invoice.total_excl_vat, invoice.total_vat, invoice.total_incl_vat = totals[invoice.pk]
             invoice.vat_breakdown = vat_by_invoice[invoice.pk]
+            invoice.amount_credited = credited.get(invoice.pk, Decimal(0))
             _transition(invoice, InvoiceStatus.OPEN)
+            if invoice.amount_due == 0:  # nothing owed: a zero total, or credited in full
+                _transition(invoice, InvoiceStatus.PAID)
+                invoice.paid_at = now
             invoice.issued_at = now
             invoice.number = number
             invoice.updated_at = timezone.now()
@@ -830,8 +836,10 @@ ISSUED_FIELDS = (
     "total_excl_vat",
     "total_vat",
     "total_incl_vat",
+    "amount_credited",
     "vat_breakdown",
     "status",
+    "paid_at",
     "issued_at",
     "number",
     "updated_at",
@@ -849,11 +857,14 @@ def _invoices_write_issued(invoices: list[Invoice]) -> None:
             f"""
             UPDATE {Invoice._meta.db_table} AS i
             SET total_excl_vat = v.excl, total_vat = v.vat, total_incl_vat = v.incl,
-                vat_breakdown = v.breakdown::jsonb, status = v.status, issued_at = v.issued_at,
+                amount_credited = v.credited, vat_breakdown = v.breakdown::jsonb,
+                status = v.status, paid_at = v.paid_at, issued_at = v.issued_at,
                 number = v.number, updated_at = v.updated_at
-            FROM unnest(%s::bigint[], %s::numeric[], %s::numeric[], %s::numeric[], %s::text[],
-                        %s::text[], %s::timestamptz[], %s::text[], %s::timestamptz[])
-                 AS v(id, excl, vat, incl, breakdown, status, issued_at, number, updated_at)
+            FROM unnest(%s::bigint[], %s::numeric[], %s::numeric[], %s::numeric[], %s::numeric[],
+                        %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::text[],
+                        %s::timestamptz[])
+                 AS v(id, excl, vat, incl, credited, breakdown, status, paid_at, issued_at, number,
+                      updated_at)
             WHERE i.id = v.id
             """,  # noqa: S608 - our own table name; every value is a bound array
             [
@@ -861,8 +872,10 @@ def _invoices_write_issued(invoices: list[Invoice]) -> None:
                 [i.total_excl_vat for i in invoices],
                 [i.total_vat for i in invoices],
                 [i.total_incl_vat for i in invoices],
+                [i.amount_credited for i in invoices],
                 [json.dumps(i.vat_breakdown) for i in invoices],
                 [i.status for i in invoices],
+                [i.paid_at for i in invoices],
                 [i.issued_at for i in invoices],
                 [i.number for i in invoices],
                 [i.updated_at for i in invoices],
@@ -899,8 +912,10 @@ def billing_cycle_run(*, now: datetime | None = None, render_pdfs: bool = True) 
 def invoice_void(*, invoice: Invoice) -> Invoice:
     """open/uncollectible → void. Refused once money was received. Locks the invoice."""
     invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
-    if invoice.amount_paid > 0:
-        raise InvalidTransition("an invoice with payments cannot be voided; issue a credit note")
+    if invoice.amount_paid > 0 or invoice.amount_credited > 0:
+        raise InvalidTransition(
+            "an invoice with payments or credit notes cannot be voided; credit what is left instead"
+        )
     _transition(invoice, InvoiceStatus.VOID)
     invoice.voided_at = timezone.now()
     invoice.save(update_fields=["status", "voided_at", "updated_at"])
@@ -989,17 +1004,52 @@ def invoice_mark_paid(*, invoice: Invoice, recorded_by=None) -> Invoice:
 # --- credit notes ------------------------------------------------------------------------
 
 
+def _share_rounded(amount: Decimal, numerator: Decimal, denominator: Decimal, currency: str) -> Decimal:
+    """``amount * numerator / denominator`` (all ≥ 0) rounded half-up to the currency's minor
+    unit, exactly (rationals: no Decimal context can round a tie the wrong way)."""
+    scaled = Fraction(amount) * Fraction(numerator) / Fraction(denominator) * 10 ** minor_unit(currency)
+    units, rest = divmod(scaled.numerator, scaled.denominator)
+    if 2 * rest >= scaled.denominator:
+        units += 1
+    return Decimal(units).scaleb(-minor_unit(currency))
+
+
+def _credit_apply(invoice: Invoice, amount_incl_vat: Decimal, *, at: datetime) -> None:
+    """Lower what ``invoice`` (locked) is owed by a credit note; settled → paid."""
+    invoice.amount_credited += amount_incl_vat
+    fields = ["amount_credited", "updated_at"]
+    if invoice.status in PAYABLE_STATES and invoice.amount_due == 0:
+        _transition(invoice, InvoiceStatus.PAID)
+        invoice.paid_at = at
+        fields += ["status", "paid_at"]
+    invoice.save(update_fields=fields)
+
+
 @transaction.atomic
 def credit_note_create(
     *, cdr: Cdr, amount_excl_vat: Decimal | None = None, reason: str, created_by=None
 ) -> CreditNote:
     """Give back ``amount_excl_vat`` of a CDR (all of what is left when omitted); the CDR is not changed.
 
-    VAT is credited in the CDR's rate proportions, each rate rounded half-up. Refused beyond
-    what the CDR still holds after earlier credit notes. Locks the CDR row, then the counter.
+    VAT by docs/billing.md §6: per rate, the VAT given back by all the CDR's notes so far is the
+    CDR's VAT at that rate times the share credited, rounded half-up; this note's is that less
+    the earlier notes'. Never more VAT than the CDR charged; all of it when credited in full.
+    The note lowers what the CDR's invoice is owed (a void invoice refuses it); a CDR not
+    invoiced yet keeps its note for the invoice it lands on. Refused beyond what the CDR still
+    holds after earlier notes. Locks the account (as the billing cycle does, so a note and the
+    cycle invoicing its CDR go one after the other), the CDR, its invoice, then the counter.
     """
+    account_id = Cdr.objects.filter(pk=cdr.pk).values_list("account_id", flat=True).first()
+    if account_id is None:
+        raise Conflict("this CDR is billed to no account: there is nothing to credit")
+    BillingAccount.objects.select_for_update().filter(pk=account_id).first()
     cdr = Cdr.objects.select_for_update().get(pk=cdr.pk)
-    credited = cdr.credit_notes.aggregate(total=Sum("total_excl_vat"))["total"] or Decimal(0)
+    invoice_id = InvoiceLine.objects.filter(cdr=cdr).values_list("invoice_id", flat=True).first()
+    invoice = None if invoice_id is None else Invoice.objects.select_for_update().get(pk=invoice_id)
+    if invoice is not None and invoice.status == InvoiceStatus.VOID:
+        raise Conflict(f"invoice {invoice.number} is void: nothing was charged for this CDR")
+    earlier = list(cdr.credit_notes.values_list("total_excl_vat", "vat_breakdown"))
+    credited = sum((total for total, _ in earlier), Decimal(0))
     remaining = cdr.total_excl_vat - credited
     amount = remaining if amount_excl_vat is None else amount_excl_vat
     if amount <= 0 or amount > remaining or round_half_up(amount, cdr.currency) != amount:
@@ -1007,19 +1057,24 @@ def credit_note_create(
             "the credit must be positive, in the currency's minor unit and at most what is left",
             details={"remaining_excl_vat": str(remaining)},
         )
+    given_back: dict[str, Decimal] = defaultdict(Decimal)  # VAT per rate of the earlier notes
+    for _, breakdown in earlier:
+        for line in breakdown:
+            given_back[line["rate"]] += Decimal(line["amount"])
+    total = cdr.total_excl_vat
+    base_unit = Decimal(1).scaleb(-(minor_unit(cdr.currency) + 2))
     lines = []
     for line in cdr.vat_breakdown:
-        base = Decimal(line["base"]) * amount / cdr.total_excl_vat
-        vat = round_half_up(base * Decimal(line["rate"]) / 100, cdr.currency)
-        lines.append(
-            {"rate": line["rate"], "base": str(base.quantize(Decimal("0.0001"))), "amount": str(vat)}
-        )
+        charged = Decimal(line["amount"])
+        so_far = _share_rounded(charged, credited + amount, total, cdr.currency)
+        vat = max(so_far - given_back[line["rate"]], Decimal(0))
+        base = (Decimal(line["base"]) * amount / total).quantize(base_unit)
+        lines.append({"rate": line["rate"], "base": str(base), "amount": str(vat)})
     total_vat = sum((Decimal(v["amount"]) for v in lines), Decimal(0))
-    invoice_line = InvoiceLine.objects.filter(cdr=cdr).first()
-    return CreditNote.objects.create(
+    note = CreditNote.objects.create(
         number=number_take(series=NumberSeries.CREDIT_NOTE, year=timezone.now().astimezone(UTC).year),
         cdr=cdr,
-        invoice_id=invoice_line.invoice_id if invoice_line else None,
+        invoice=invoice,
         reason=reason,
         currency=cdr.currency,
         total_excl_vat=amount,
@@ -1028,6 +1083,26 @@ def credit_note_create(
         vat_breakdown=lines,
         created_by=created_by,
     )
+    if invoice is not None:
+        _credit_apply(invoice, note.total_incl_vat, at=note.created_at)
+    return note
+
+
+def _credit_notes_attach(invoice_ids: list[int]) -> dict[int, Decimal]:
+    """Attach the waiting credit notes of these new invoices' CDRs to them; their sums per invoice."""
+    waiting = list(
+        CreditNote.objects.filter(invoice__isnull=True, cdr__invoice_line__invoice_id__in=invoice_ids)
+        .order_by()
+        .values_list("pk", "cdr__invoice_line__invoice_id", "total_incl_vat")
+    )
+    by_invoice: dict[int, list[int]] = defaultdict(list)
+    sums: dict[int, Decimal] = defaultdict(Decimal)
+    for pk, invoice_id, amount in waiting:
+        by_invoice[invoice_id].append(pk)
+        sums[invoice_id] += amount
+    for invoice_id, pks in by_invoice.items():
+        CreditNote.objects.filter(pk__in=pks).update(invoice_id=invoice_id)
+    return sums
 
 
 # --- PDFs --------------------------------------------------------------------------------

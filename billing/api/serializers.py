@@ -139,7 +139,9 @@ class InvoiceSerializer(serializers.ModelSerializer):
     total_vat = MoneyField("total_vat")
     total_incl_vat = MoneyField("total_incl_vat")
     amount_paid = MoneyField("amount_paid")
+    amount_credited = MoneyField("amount_credited")
     amount_due = MoneyField("amount_due")
+    amount_refundable = MoneyField("amount_refundable")
     cdrs = serializers.SerializerMethodField()
     pdf_url = serializers.SerializerMethodField()
 
@@ -157,7 +159,9 @@ class InvoiceSerializer(serializers.ModelSerializer):
             "total_vat",
             "total_incl_vat",
             "amount_paid",
+            "amount_credited",
             "amount_due",
+            "amount_refundable",
             "vat_breakdown",
             "issued_at",
             "paid_at",

@@ -362,6 +362,134 @@ def test_credit_notes_never_exceed_the_cdr():
     assert CreditNote.objects.count() == 2
 
 
+def test_credit_notes_never_give_back_more_vat_than_the_cdr_charged():
+    default_tariff(energy="0.30", vat="19")
+    org = OrganizationFactory()
+    account_for_org(org)
+    cdr = cdr_for(org, wh=200)  # 0.2 kWh x 0.30 = 0.06; VAT 19 % = 0.0114 -> 0.01
+    assert (cdr.total_excl_vat, cdr.total_vat) == (Decimal("0.06"), Decimal("0.01"))
+    first = services.credit_note_create(cdr=cdr, amount_excl_vat=Decimal("0.03"), reason="half")
+    second = services.credit_note_create(cdr=cdr, amount_excl_vat=Decimal("0.03"), reason="the rest")
+    # so far 0.01 x 1/2 = 0.005 -> 0.01 given back; then 0.01 x 2/2 = 0.01, less 0.01 already: 0.00
+    # (each note rounded on its own would give back 0.02 of the 0.01 charged)
+    assert (first.total_vat, second.total_vat) == (Decimal("0.01"), Decimal("0.00"))
+
+
+def test_crediting_a_multi_rate_cdr_in_full_gives_back_exactly_its_vat():
+    data = {
+        "id": "MIXED",
+        "currency": "EUR",
+        "elements": [
+            {
+                "price_components": [
+                    {"type": "ENERGY", "price": "0.37", "vat": "19", "step_size": 1},
+                    {"type": "FLAT", "price": "0.99", "vat": "7", "step_size": 1},
+                ]
+            }
+        ],
+    }
+    services.tariff_assign(tariff=services.tariff_save_ocpi(data=data), scope="default")
+    org = OrganizationFactory()
+    account_for_org(org)
+    for wh in (4_054, 1_234, 77_777, 15):
+        cdr = cdr_for(org, wh=wh)
+        note = services.credit_note_create(cdr=cdr, reason="in full")
+        assert (note.total_excl_vat, note.total_vat) == (cdr.total_excl_vat, cdr.total_vat), wh
+        assert [line["amount"] for line in note.vat_breakdown] == [
+            line["amount"] for line in cdr.vat_breakdown
+        ]
+
+
+def test_a_credit_note_lowers_what_its_invoice_is_owed():
+    invoice = issued_invoice()  # one CDR: 3.00 + 0.57 = 3.57
+    cdr = invoice.lines.get().cdr
+    services.credit_note_create(cdr=cdr, amount_excl_vat=Decimal("1.00"), reason="meter fault")  # 1.19
+    invoice.refresh_from_db()
+    assert (invoice.amount_credited, invoice.amount_due, invoice.status) == (
+        Decimal("1.19"),
+        Decimal("2.38"),
+        InvoiceStatus.OPEN,
+    )
+    with pytest.raises(PaymentRefused):
+        services.payment_record(invoice=invoice, amount=Decimal("3.57"), reference="too-much")
+    with pytest.raises(InvalidTransition):
+        services.invoice_void(invoice=invoice)  # credited: credit the rest instead
+    services.credit_note_create(cdr=cdr, reason="the rest")  # 2.00 + 0.38 (0.57 in all)
+    invoice.refresh_from_db()
+    assert (invoice.amount_credited, invoice.amount_due, invoice.status) == (
+        Decimal("3.57"),
+        Decimal("0"),
+        InvoiceStatus.PAID,
+    )
+    assert invoice.paid_at is not None
+
+
+def test_a_credit_note_on_a_paid_invoice_is_owed_back_and_a_void_one_refuses_it():
+    paid = issued_invoice()
+    services.invoice_mark_paid(invoice=paid)
+    services.credit_note_create(cdr=paid.lines.get().cdr, amount_excl_vat=Decimal("1.00"), reason="x")
+    paid.refresh_from_db()
+    assert (paid.status, paid.amount_due, paid.amount_refundable) == (
+        InvoiceStatus.PAID,
+        Decimal("0"),
+        Decimal("1.19"),
+    )
+    org = OrganizationFactory()
+    account_for_org(org)
+    cdr = cdr_for(org)
+    services.billing_cycle_run(now=datetime(2026, 4, 1, 1, tzinfo=UTC))
+    void = services.invoice_void(invoice=Invoice.objects.get(account__organization=org))
+    with pytest.raises(Conflict, match="void"):
+        services.credit_note_create(cdr=cdr, reason="nothing was charged")
+    assert not CreditNote.objects.filter(cdr=cdr).exists()
+    assert void.amount_credited == 0
+
+
+def test_a_credit_note_made_before_invoicing_is_applied_by_the_cycle():
+    default_tariff(energy="0.30", vat="19")
+    orgs = [OrganizationFactory(), OrganizationFactory()]
+    for org in orgs:
+        account_for_org(org)
+    partly = cdr_for(orgs[0])  # 3.57
+    fully = cdr_for(orgs[1])
+    early = services.credit_note_create(cdr=partly, amount_excl_vat=Decimal("1.00"), reason="x")
+    services.credit_note_create(cdr=fully, reason="all of it")
+    assert early.invoice is None
+
+    services.billing_cycle_run(now=datetime(2026, 4, 1, 1, tzinfo=UTC))
+
+    first = Invoice.objects.get(account__organization=orgs[0])
+    second = Invoice.objects.get(account__organization=orgs[1])
+    early.refresh_from_db()
+    assert early.invoice == first
+    assert (first.total_incl_vat, first.amount_credited, first.amount_due, first.status) == (
+        Decimal("3.57"),
+        Decimal("1.19"),
+        Decimal("2.38"),
+        InvoiceStatus.OPEN,
+    )
+    assert (second.amount_credited, second.amount_due, second.status) == (
+        Decimal("3.57"),
+        Decimal("0"),
+        InvoiceStatus.PAID,
+    )
+
+
+def test_an_invoice_of_nothing_is_issued_paid():
+    invoice = issued_invoice(total_wh=0)  # a session that delivered nothing: 0.00
+    assert (invoice.total_incl_vat, invoice.status) == (Decimal("0"), InvoiceStatus.PAID)
+    assert invoice.paid_at == invoice.issued_at
+
+
+def test_a_cdr_billed_to_no_account_cannot_be_credited():
+    default_tariff()
+    session = SessionFactory(id_token=None, id_tag="ANONYMOUS")
+    cdr = services.cdr_create_for_session(session_id=session.pk)
+    assert cdr.account is None
+    with pytest.raises(Conflict, match="no account"):
+        services.credit_note_create(cdr=cdr, reason="x")
+
+
 # --- properties --------------------------------------------------------------------------
 
 session_energy = st.lists(
