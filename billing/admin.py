@@ -19,7 +19,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from billing import services
+from billing import selectors, services
 from billing.choices import AssignmentScope
 from billing.models import (
     BillingAccount,
@@ -216,11 +216,17 @@ class InvoicedFilter(admin.SimpleListFilter):
     parameter_name = "invoiced"
 
     def lookups(self, request, model_admin):
-        return [("yes", "Yes"), ("no", "No (unbilled)")]
+        return [
+            ("yes", "Yes"),
+            ("no", "No (unbilled)"),
+            ("other_currency", "No: another currency than the account's"),
+        ]
 
     def queryset(self, request, queryset):
         if self.value() in ("yes", "no"):
             return queryset.filter(invoice_line__isnull=self.value() == "no")
+        if self.value() == "other_currency":  # never invoiced as things stand: operators act
+            return queryset.filter(pk__in=selectors.cdrs_waiting_in_another_currency().values("pk"))
         return queryset
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
 from billing.choices import SCOPE_PRECEDENCE, AssignmentScope
 from billing.models import BillingAccount, Cdr, Tariff, TariffAssignment, UnbilledCdr
@@ -136,3 +136,11 @@ def accounts_with_unbilled_cdrs(*, before: datetime) -> QuerySet[BillingAccount]
     each in the unbilled queue, however long the history)."""
     unbilled = UnbilledCdr.objects.filter(account=OuterRef("pk"), stopped_at__lt=before)
     return BillingAccount.objects.filter(Exists(unbilled)).order_by("pk")
+
+
+def cdrs_waiting_in_another_currency() -> QuerySet[Cdr]:
+    """Unbilled CDRs priced in a currency other than their account's: an invoice is in its
+    account's one currency, so the cycle leaves these waiting (docs/billing.md §6) and operators
+    find them here (the CDR admin's "on an invoice" filter; the cycle's result and log)."""
+    waiting = UnbilledCdr.objects.exclude(currency=F("account__currency")).values("cdr_id")
+    return Cdr.objects.filter(pk__in=waiting)

@@ -653,6 +653,7 @@ def _enqueue_pdf(invoice_id: int) -> None:
 class CycleResult:
     accounts_seen: int
     invoices_created: list[int]
+    other_currency_waiting: int = 0  # CDRs no invoice of their account can take (its currency)
 
 
 def _lines_insert(invoices: list[Invoice]) -> list[tuple]:
@@ -905,7 +906,16 @@ def billing_cycle_run(*, now: datetime | None = None, render_pdfs: bool = True) 
         created += invoices_close_periods(
             account_ids=account_ids[i : i + batch], now=now, render_pdf=render_pdfs
         )
-    return CycleResult(accounts_seen=len(account_ids), invoices_created=created)
+    waiting = selectors.cdrs_waiting_in_another_currency().count()
+    if waiting:
+        logger.warning(
+            "billing: %s CDRs wait in a currency other than their account's (CDR admin, "
+            "filter 'on an invoice': 'No: another currency than the account's')",
+            waiting,
+        )
+    return CycleResult(
+        accounts_seen=len(account_ids), invoices_created=created, other_currency_waiting=waiting
+    )
 
 
 @transaction.atomic

@@ -48,7 +48,11 @@ def cdr_sweep(grace_minutes: int = 10, lookback_hours: int | None = None) -> int
 def billing_cycle_run() -> dict:
     """Close the billing periods that ended: one invoice per account and period, exactly once."""
     result = services.billing_cycle_run()
-    return {"accounts_seen": result.accounts_seen, "invoices_created": result.invoices_created}
+    return {
+        "accounts_seen": result.accounts_seen,
+        "invoices_created": result.invoices_created,
+        "other_currency_waiting": result.other_currency_waiting,
+    }
 
 
 @shared_task(name="billing.tasks.invoice_render_pdf", **RETRY)

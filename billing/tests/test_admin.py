@@ -170,6 +170,18 @@ def test_credit_in_full_action(operator):
     assert CreditNote.objects.get().total_excl_vat == cdr.total_excl_vat
 
 
+def test_cdrs_waiting_in_another_currency_are_listed(operator):
+    invoices(1)  # one EUR CDR, invoiced
+    org = OrganizationFactory()
+    account_for_org(org, currency="JPY")  # its EUR CDR cannot go on a JPY invoice
+    waiting = services.cdr_create_for_session(
+        session_id=SessionFactory(id_token=IdTokenFactory(organization=org)).pk
+    )
+    page = operator.get(reverse("admin:billing_cdr_changelist") + "?invoiced=other_currency")
+    assert page.status_code == 200
+    assert [cdr.pk for cdr in page.context["cl"].result_list] == [waiting.pk]
+
+
 def test_run_billing_now_queues_the_cycle(operator):
     response = operator.post(reverse("admin:billing_invoice_run_billing"), follow=True)
     assert response.status_code == 200

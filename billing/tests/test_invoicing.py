@@ -198,12 +198,16 @@ def test_open_period_is_not_invoiced():
     assert len(services.billing_cycle_run(now=datetime(2026, 3, 3, 0, 5, tzinfo=UTC)).invoices_created) == 1
 
 
-def test_other_currency_cdrs_stay_unbilled():
+def test_other_currency_cdrs_stay_unbilled_and_are_listed():
+    from billing import selectors
+
     default_tariff(currency="JPY", energy="45")
     org = OrganizationFactory()
     account_for_org(org, currency="EUR")
-    cdr_for(org)
-    assert services.billing_cycle_run(now=datetime(2026, 4, 2, tzinfo=UTC)).invoices_created == []
+    foreign = cdr_for(org)
+    result = services.billing_cycle_run(now=datetime(2026, 4, 2, tzinfo=UTC))
+    assert (result.invoices_created, result.other_currency_waiting) == ([], 1)
+    assert list(selectors.cdrs_waiting_in_another_currency()) == [foreign]
 
 
 def test_unbilled_queue_is_kept_by_the_database():
