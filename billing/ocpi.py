@@ -140,7 +140,13 @@ def restrictions_from_ocpi(data: Mapping[str, Any] | None, path: str) -> Restric
         if data["reservation"] not in ("RESERVATION", "RESERVATION_EXPIRES"):
             raise OcpiError(f"{path}.reservation", "must be RESERVATION or RESERVATION_EXPIRES")
         kw["reservation"] = data["reservation"]
-    for low, high in (("min_kwh", "max_kwh"), ("min_power", "max_power"), ("min_duration", "max_duration")):
+    pairs = (
+        ("min_kwh", "max_kwh"),
+        ("min_current", "max_current"),
+        ("min_power", "max_power"),
+        ("min_duration", "max_duration"),
+    )
+    for low, high in pairs:
         if low in kw and high in kw and kw[low] >= kw[high]:
             raise OcpiError(f"{path}.{high}", f"must be above {low}")
     if "start_date" in kw and "end_date" in kw and kw["start_date"] >= kw["end_date"]:

@@ -58,6 +58,12 @@ class OcpiTariffSerializer(serializers.Serializer):
     end_date_time = serializers.DateTimeField(required=False)
     last_updated = serializers.DateTimeField(required=False, help_text="ignored on input; set by the server")
 
+    def validate(self, attrs):
+        start, end = attrs.get("start_date_time"), attrs.get("end_date_time")
+        if start is not None and end is not None and start >= end:  # it would never apply
+            raise serializers.ValidationError({"end_date_time": ["must be after start_date_time"]})
+        return attrs
+
     def to_representation(self, instance) -> dict[str, Any]:
         return tariff_ocpi(tariff=instance)
 

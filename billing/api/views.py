@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Prefetch
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
@@ -62,7 +62,7 @@ class DecimalJSONParser(JSONParser):
         encoding = (parser_context or {}).get("encoding", "utf-8")
         try:
             return json.loads(stream.read().decode(encoding), parse_float=Decimal)
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:  # RecursionError: nested beyond any tariff
             from rest_framework.exceptions import ParseError
 
             raise ParseError(f"JSON parse error - {error}") from None
@@ -100,11 +100,15 @@ class TariffViewSet(
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        exists = Conflict("a tariff with this id exists; PUT it to replace it", code="tariff_exists")
         if Tariff.objects.filter(ocpi_id=serializer.validated_data["id"]).exists():
-            raise Conflict("a tariff with this id exists; PUT it to replace it", code="tariff_exists")
-        with transaction.atomic():
-            tariff = services.tariff_save_ocpi(data=self._ocpi(request.data, serializer))
-            _audit_created(self.actor, "tariff.create", tariff)
+            raise exists
+        try:
+            with transaction.atomic():
+                tariff = services.tariff_save_ocpi(data=self._ocpi(request.data, serializer))
+                _audit_created(self.actor, "tariff.create", tariff)
+        except IntegrityError:  # the same id created by a concurrent request since the check
+            raise exists from None
         return Response(self.get_serializer(tariff).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -119,13 +123,18 @@ class TariffViewSet(
         if serializer.validated_data["id"] != tariff_id:
             raise Conflict("the body's id differs from the URL's", code="id_mismatch")
         existing = Tariff.objects.filter(ocpi_id=tariff_id).first()
-        with transaction.atomic():
-            if existing is None:
-                tariff = services.tariff_save_ocpi(data=self._ocpi(data, serializer))
-                _audit_created(self.actor, "tariff.create", tariff)
-            else:
-                with audited(actor=self.actor, action="tariff.update", obj=existing, source="api"):
-                    tariff = services.tariff_save_ocpi(data=self._ocpi(data, serializer), tariff=existing)
+        try:
+            with transaction.atomic():
+                if existing is None:
+                    tariff = services.tariff_save_ocpi(data=self._ocpi(data, serializer))
+                    _audit_created(self.actor, "tariff.create", tariff)
+                else:
+                    with audited(actor=self.actor, action="tariff.update", obj=existing, source="api"):
+                        tariff = services.tariff_save_ocpi(data=self._ocpi(data, serializer), tariff=existing)
+        except IntegrityError:  # created by a concurrent request since we looked: nothing written
+            raise Conflict(
+                "this tariff was created meanwhile; send the PUT again", code="tariff_exists"
+            ) from None
         tariff = self.get_queryset().get(pk=tariff.pk)
         return Response(
             self.get_serializer(tariff).data,

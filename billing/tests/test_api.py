@@ -138,6 +138,22 @@ def test_put_creates_then_replaces_and_post_twice_conflicts(operator):
         ),
         ({"max_price": {"excl_vat": "1E+30"}}, "max_price.excl_vat"),
         ({"tariff_alt_url": "https://example.com/" + "x" * 300}, "tariff_alt_url"),  # column: 200
+        # a tariff valid for no instant would price nothing: its sessions would get no CDR
+        (
+            {"start_date_time": "2026-05-01T00:00:00Z", "end_date_time": "2026-04-01T00:00:00Z"},
+            "end_date_time",
+        ),
+        (
+            {
+                "elements": [
+                    {
+                        "price_components": [{"type": "ENERGY", "price": 1}],
+                        "restrictions": {"min_current": 32, "max_current": 16},
+                    }
+                ]
+            },
+            "elements[0].restrictions.max_current",
+        ),
     ],
 )
 def test_bad_tariffs_get_field_details(operator, change, field):
@@ -150,6 +166,30 @@ def test_bad_tariffs_get_field_details(operator, change, field):
 
 def test_malformed_json_is_a_400(operator):
     response = operator.post("/api/v1/tariffs/", "{nope", content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "parse_error"
+
+
+def test_a_tariff_created_between_the_check_and_the_insert_is_a_409(operator, monkeypatch):
+    """Two POSTs of a new id at once: the second's insert meets the unique id, not a 500."""
+    real = services.tariff_save_ocpi
+
+    def racing(*, data, tariff=None):
+        if tariff is None:  # the other request commits its tariff just before ours is inserted
+            real(data={**data, "elements": [{"price_components": [{"type": "FLAT", "price": 1}]}]})
+        return real(data=data, tariff=tariff)
+
+    monkeypatch.setattr(services, "tariff_save_ocpi", racing)
+    response = operator.post("/api/v1/tariffs/", {**OCPI_TARIFF, "id": "RACE"}, format="json")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "tariff_exists"
+    put = operator.put("/api/v1/tariffs/RACE-2/", {**OCPI_TARIFF, "id": "RACE-2"}, format="json")
+    assert put.status_code == 409
+
+
+def test_json_nested_beyond_reason_is_a_400(operator):
+    body = "[" * 100_000 + "]" * 100_000
+    response = operator.post("/api/v1/tariffs/", body, content_type="application/json")
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "parse_error"
 
