@@ -1,6 +1,7 @@
 """Migration 0005 moves each CDR's own tariff snapshot into shared, content-addressed rows."""
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from django.db import connection
@@ -75,5 +76,61 @@ def test_existing_cdrs_share_one_snapshot_per_distinct_tariff_json():
         with connection.cursor() as cursor:
             cursor.execute("SELECT tgenabled FROM pg_trigger WHERE tgname = 'billing_cdr_immutable'")
             assert cursor.fetchone() == ("O",)
+    finally:
+        _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+
+def test_0015_backfills_credits_from_what_the_earlier_code_left():
+    """Notes the earlier code left: one never attached to the invoice its CDR landed on, one that
+    credits an open invoice in full, and two whose separately rounded VAT adds up to a cent more
+    than the invoice. 0015 attaches, sums (at most the total) and settles."""
+    from billing import services
+    from billing.tests.factories import (
+        IdTokenFactory,
+        OrganizationFactory,
+        SessionFactory,
+        account_for_org,
+        default_tariff,
+    )
+
+    default_tariff(energy="0.30", vat="19")
+    for _ in range(3):
+        org = OrganizationFactory()
+        account_for_org(org)
+        session = SessionFactory(id_token=IdTokenFactory(organization=org), meter_stop_wh=10_000)
+        services.cdr_create_for_session(session_id=session.pk)  # 3.00 + 0.57 = 3.57
+    services.billing_cycle_run(now=datetime(2026, 4, 1, 1, tzinfo=UTC), render_pdfs=False)
+    try:
+        old = _migrate([("billing", "0014_time_zone_validated")])
+        Invoice = old.get_model("billing", "Invoice")
+        CreditNote = old.get_model("billing", "CreditNote")
+        unattached, full, over = Invoice.objects.order_by("pk")
+        notes = [
+            (unattached, None, "1.00", "0.19"),
+            (full, full, "3.00", "0.57"),
+            (over, over, "3.00", "0.57"),
+            (over, over, "0.00", "0.01"),  # VAT rounded on its own: 3.58 credited of 3.57
+        ]
+        for number, (invoice, named, excl, vat) in enumerate(notes, start=1):
+            CreditNote.objects.create(
+                number=f"CN-2026-{number:06d}",
+                cdr_id=invoice.lines.get().cdr_id,
+                invoice=named,
+                reason="earlier code",
+                currency="EUR",
+                total_excl_vat=Decimal(excl) or Decimal("0.001"),
+                total_vat=Decimal(vat) - (Decimal("0.001") if excl == "0.00" else 0),
+                total_incl_vat=Decimal(excl) + Decimal(vat),
+            )
+        new = _migrate([("billing", "0015_invoice_amount_credited")])
+        invoices = list(new.get_model("billing", "Invoice").objects.order_by("pk"))
+        states = [(i.amount_credited, i.status, i.paid_at is not None) for i in invoices]
+        assert states == [
+            (Decimal("1.19"), "open", False),
+            (Decimal("3.57"), "paid", True),
+            (Decimal("3.57"), "paid", True),  # capped at the total
+        ]
+        first_note = new.get_model("billing", "CreditNote").objects.get(number="CN-2026-000001")
+        assert first_note.invoice_id == invoices[0].pk
     finally:
         _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
