@@ -7,12 +7,15 @@ money rows protected from deletion. Writes go through ``billing.services``.
 
 from __future__ import annotations
 
+import functools
+import json
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import F, Q
+from psycopg.types.json import Json as PsycopgJson
 
 from billing.choices import (
     AssignmentScope,
@@ -48,6 +51,14 @@ class JsonTextField(models.JSONField):
         if value is not None and not isinstance(value, str):
             return value  # psycopg parses ``json`` (Django reads ``jsonb`` as text and parses it)
         return super().from_db_value(value, expression, connection)
+
+    def get_db_prep_value(self, value, connection, prepared=False):
+        if connection.vendor != "postgresql":
+            return super().get_db_prep_value(value, connection, prepared)
+        if not prepared:
+            value = self.get_prep_value(value)
+        # Sent as ``json``: Django's ``jsonb`` would be parsed, reordered, then cast to json.
+        return PsycopgJson(value, dumps=functools.partial(json.dumps, cls=self.encoder))
 
 
 class Tariff(TimeStampedModel):

@@ -92,6 +92,28 @@ def test_cdr_keeps_the_engines_pricing_as_written():
     assert list(stored) == list(expected.as_json())
     period_keys = ["start_date_time", "end_date_time", "dimensions", "components"]
     assert list(stored["charging_periods"][0]) == period_keys
+    # Through the ORM too (the write path of tests and admin tools; pricing itself uses COPY).
+    other = SessionFactory()
+    fields = {f: getattr(cdr, f) for f in ("charge_point_identity", "connector_id", "site_time_zone")}
+    written = Cdr.objects.create(
+        session=other,
+        snapshot=cdr.snapshot,
+        pricing={"zeta": 1, "alpha": {"y": "2", "b": None}},
+        id_tag="x",
+        started_at=other.started_at,
+        stopped_at=other.stopped_at,
+        energy_wh=0,
+        total_energy_kwh=0,
+        total_time_hours=0,
+        total_parking_time_hours=0,
+        currency="EUR",
+        total_excl_vat=0,
+        total_vat=0,
+        total_incl_vat=0,
+        **fields,
+    )
+    read = Cdr.objects.get(pk=written.pk).pricing
+    assert (list(read), list(read["alpha"])) == (["zeta", "alpha"], ["y", "b"])
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
