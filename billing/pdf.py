@@ -73,19 +73,26 @@ def render_invoice(*, invoice, lines) -> bytes:
     story += [table, Spacer(1, 6 * mm)]
     totals = [["VAT rate", "Base", "VAT"]]
     totals += [[f"{v['rate']} %", v["base"], v["amount"]] for v in invoice.vat_breakdown]
+    first_total = len(totals)
     totals += [
         ["Total excl. VAT", "", f"{invoice.total_excl_vat} {cur}"],
         ["VAT", "", f"{invoice.total_vat} {cur}"],
         ["Total incl. VAT", "", f"{invoice.total_incl_vat} {cur}"],
     ]
+    if invoice.amount_credited:  # credit notes on its CDRs made before it was issued
+        totals += [
+            ["Credit notes", "", f"-{invoice.amount_credited} {cur}"],
+            ["Amount due", "", f"{invoice.amount_due} {cur}"],
+        ]
     summary = Table(totals, hAlign="RIGHT")
     summary.setStyle(
         TableStyle(
             [
                 ("FONTSIZE", (0, 0), (-1, -1), 9),
                 ("ALIGN", (1, 0), (-1, -1), "RIGHT"),
+                ("FONTNAME", (0, first_total + 2), (-1, first_total + 2), "Helvetica-Bold"),
                 ("FONTNAME", (0, -1), (-1, -1), "Helvetica-Bold"),
-                ("LINEABOVE", (0, -3), (-1, -3), 0.5, colors.grey),
+                ("LINEABOVE", (0, first_total), (-1, first_total), 0.5, colors.grey),
             ]
         )
     )
