@@ -1058,6 +1058,11 @@ def credit_note_create(
     invoice = None if invoice_id is None else Invoice.objects.select_for_update().get(pk=invoice_id)
     if invoice is not None and invoice.status == InvoiceStatus.VOID:
         raise Conflict(f"invoice {invoice.number} is void: nothing was charged for this CDR")
+    if invoice is None and cdr.currency != cdr.account.currency:
+        raise Conflict(
+            f"this CDR is in {cdr.currency} and its account bills in {cdr.account.currency}: "
+            "it is not invoiced, so there is nothing to credit"
+        )
     earlier = list(cdr.credit_notes.values_list("total_excl_vat", "vat_breakdown"))
     credited = sum((total for total, _ in earlier), Decimal(0))
     remaining = cdr.total_excl_vat - credited

@@ -479,10 +479,52 @@ def test_a_credit_note_made_before_invoicing_is_applied_by_the_cycle():
     )
 
 
+def test_the_pdf_of_an_invoice_credited_before_issue_shows_what_is_due():
+    from billing.pdf import render_invoice
+
+    default_tariff(energy="0.30", vat="19")
+    org = OrganizationFactory()
+    account_for_org(org)
+    services.credit_note_create(cdr=cdr_for(org), amount_excl_vat=Decimal("1.00"), reason="x")
+    services.billing_cycle_run(now=datetime(2026, 4, 1, 1, tzinfo=UTC), render_pdfs=False)
+    invoice = Invoice.objects.get()
+    pdf = render_invoice(invoice=invoice, lines=list(invoice.lines.select_related("cdr")))
+    text = _pdf_text(pdf)
+    assert "(Credit notes)" in text and "(-1.190 EUR)" in text
+    assert "(Amount due)" in text and "(2.380 EUR)" in text
+
+
+def _pdf_text(pdf: bytes) -> str:
+    """The page content of a reportlab PDF: its streams, ASCII85 then Flate decoded."""
+    import base64
+    import re
+    import zlib
+
+    pages = []
+    for stream in re.findall(rb"stream\r?\n(.*?)endstream", pdf, re.DOTALL):
+        data = stream.strip()
+        if data.endswith(b"~>"):
+            data = base64.a85decode(data, adobe=True)
+        try:
+            pages.append(zlib.decompress(data).decode("latin-1"))
+        except zlib.error:
+            pages.append(data.decode("latin-1"))
+    return "\n".join(pages)
+
+
 def test_an_invoice_of_nothing_is_issued_paid():
     invoice = issued_invoice(total_wh=0)  # a session that delivered nothing: 0.00
     assert (invoice.total_incl_vat, invoice.status) == (Decimal("0"), InvoiceStatus.PAID)
     assert invoice.paid_at == invoice.issued_at
+
+
+def test_a_cdr_in_another_currency_than_its_account_cannot_be_credited():
+    default_tariff(currency="JPY", energy="45")
+    org = OrganizationFactory()
+    account_for_org(org, currency="EUR")
+    with pytest.raises(Conflict, match="not invoiced"):
+        services.credit_note_create(cdr=cdr_for(org), reason="x")
+    assert not CreditNote.objects.exists()
 
 
 def test_a_cdr_billed_to_no_account_cannot_be_credited():
