@@ -920,7 +920,7 @@ def billing_cycle_run(*, now: datetime | None = None, render_pdfs: bool = True) 
 
 @transaction.atomic
 def invoice_void(*, invoice: Invoice) -> Invoice:
-    """open/uncollectible → void. Refused once money was received. Locks the invoice."""
+    """open/uncollectible → void. Refused once money was received or credited. Locks the invoice."""
     invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
     if invoice.amount_paid > 0 or invoice.amount_credited > 0:
         raise InvalidTransition(
