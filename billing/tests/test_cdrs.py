@@ -93,25 +93,7 @@ def test_cdr_keeps_the_engines_pricing_as_written():
     period_keys = ["start_date_time", "end_date_time", "dimensions", "components"]
     assert list(stored["charging_periods"][0]) == period_keys
     # Through the ORM too (the write path of tests and admin tools; pricing itself uses COPY).
-    other = SessionFactory()
-    fields = {f: getattr(cdr, f) for f in ("charge_point_identity", "connector_id", "site_time_zone")}
-    written = Cdr.objects.create(
-        session=other,
-        snapshot=cdr.snapshot,
-        pricing={"zeta": 1, "alpha": {"y": "2", "b": None}},
-        id_tag="x",
-        started_at=other.started_at,
-        stopped_at=other.stopped_at,
-        energy_wh=0,
-        total_energy_kwh=0,
-        total_time_hours=0,
-        total_parking_time_hours=0,
-        currency="EUR",
-        total_excl_vat=0,
-        total_vat=0,
-        total_incl_vat=0,
-        **fields,
-    )
+    written = zero_cdr(SessionFactory(), cdr.snapshot, pricing={"zeta": 1, "alpha": {"y": "2", "b": None}})
     read = Cdr.objects.get(pk=written.pk).pricing
     assert (list(read), list(read["alpha"])) == (["zeta", "alpha"], ["y", "b"])
     if connection.vendor == "postgresql":
@@ -124,29 +106,34 @@ def test_cdr_keeps_the_engines_pricing_as_written():
             assert [row[0] for row in cursor.fetchall()] == ["json", "jsonb"]
 
 
+def zero_cdr(session, snapshot, pricing=None) -> Cdr:
+    """A CDR of nothing for ``session``, written through the ORM (not the pricing path)."""
+    return Cdr.objects.create(
+        session=session,
+        snapshot=snapshot,
+        pricing={} if pricing is None else pricing,
+        charge_point_identity="x",
+        connector_id=1,
+        site_time_zone="UTC",
+        id_tag="x",
+        started_at=session.started_at,
+        stopped_at=session.stopped_at,
+        energy_wh=0,
+        total_energy_kwh=0,
+        total_time_hours=0,
+        total_parking_time_hours=0,
+        currency="EUR",
+        total_excl_vat=0,
+        total_vat=0,
+        total_incl_vat=0,
+    )
+
+
 def test_one_cdr_per_session_is_enforced_by_the_database():
     default_tariff()
     cdr = services.cdr_create_for_session(session_id=SessionFactory().pk)
     with pytest.raises(IntegrityError), transaction.atomic():
-        Cdr.objects.create(
-            session=cdr.session,
-            snapshot=cdr.snapshot,
-            pricing={},
-            charge_point_identity="x",
-            connector_id=1,
-            site_time_zone="UTC",
-            id_tag="x",
-            started_at=cdr.started_at,
-            stopped_at=cdr.stopped_at,
-            energy_wh=0,
-            total_energy_kwh=0,
-            total_time_hours=0,
-            total_parking_time_hours=0,
-            currency="EUR",
-            total_excl_vat=0,
-            total_vat=0,
-            total_incl_vat=0,
-        )
+        zero_cdr(cdr.session, cdr.snapshot)
 
 
 def test_cdr_rows_cannot_be_updated():
