@@ -613,6 +613,11 @@ class CreditNote(TimeStampedModel):
                 name="credit_note_incl_is_excl_plus_vat",
             ),
         ]
+        # The billing cycle reads the notes waiting for their CDR's invoice every batch: only
+        # those, however many notes were ever written.
+        indexes = [
+            models.Index(fields=["cdr"], condition=Q(invoice__isnull=True), name="credit_note_waiting"),
+        ]
 
     def __str__(self) -> str:
         return self.number
