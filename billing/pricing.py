@@ -481,8 +481,8 @@ def _curve(started_at: datetime, duration_us: int, readings: Iterable[Reading], 
         points.append((t, highest))
     if points[-1][0] < duration_us:  # after the last reading, nothing more is known delivered:
         points.append((duration_us, highest))  # flat, so parking (a live session, no stop value)
-    if len(points) == 1:  # zero-length session: a second point at the same instant
-        points.append(points[0])
+    if duration_us == 0:  # zero-length (a charger's clock): its energy at one instant, from 0
+        points = [(0, 0), (0, highest)]
     return _Curve(points)
 
 

@@ -2,9 +2,11 @@
 the oracle of ``test_engine_matches_reference``: the fast engine must price every session to
 the same JSON. Not used by the product. Do not edit; it is the specification in code.
 
-One change since, made in both engines: the stretch after the last reading (a live session, or
-a session without a stop value) has no energy, so it is parking, as docs/billing.md §5 says;
-it used to take the charging state of the interval before it.
+Two changes since, made in both engines: the stretch after the last reading (a live session, or
+a session without a stop value) has no energy, so it is parking, as docs/billing.md §5 says (it
+used to take the charging state of the interval before it); and a session that stops at or
+before its start (a charger's clock) keeps its energy, delivered at one instant (its readings
+all fell on that instant and the first one became the baseline: 0 kWh).
 """
 
 from __future__ import annotations
@@ -310,10 +312,10 @@ def _curve(
     for t in sorted(by_time):
         highest = max(highest, by_time[t])  # energy never goes backwards
         points.append((t, highest))
-    if points[-1][0] < duration:  # the one change since 33f7e55: flat after the last reading
+    if points[-1][0] < duration:  # changed since 33f7e55: flat after the last reading
         points.append((duration, highest))
-    if len(points) == 1:  # zero-length session: a second point at the same instant
-        points.append((points[0][0], points[0][1]))
+    if duration == 0:  # changed since 33f7e55: a zero-length session keeps its energy
+        points = [(Fraction(0), Fraction(0)), (Fraction(0), highest)]
     return _Curve(points)
 
 

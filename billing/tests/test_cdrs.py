@@ -129,6 +129,21 @@ def zero_cdr(session, snapshot, pricing=None) -> Cdr:
     )
 
 
+@pytest.mark.parametrize("minutes", [0, -1])
+def test_a_session_that_stops_at_or_before_its_start_keeps_its_energy(minutes):
+    """A charger's clock can put the stop at or before the start: the 10 kWh it delivered are
+    still billed (10 x 0.30 = 3.00; VAT 19 % = 0.57), all at one instant, no time."""
+    default_tariff(energy="0.30", vat="19")
+    session = SessionFactory(stopped_at=datetime(2026, 3, 2, 10, 0, tzinfo=UTC) + timedelta(minutes=minutes))
+    cdr = services.cdr_create_for_session(session_id=session.pk)
+    assert (cdr.energy_wh, cdr.total_excl_vat, cdr.total_incl_vat) == (
+        10_000,
+        Decimal("3.00"),
+        Decimal("3.57"),
+    )
+    assert (cdr.total_energy_kwh, cdr.total_time_hours) == (Decimal(10), Decimal(0))
+
+
 def test_one_cdr_per_session_is_enforced_by_the_database():
     default_tariff()
     cdr = services.cdr_create_for_session(session_id=SessionFactory().pk)
