@@ -5,7 +5,7 @@ invoices with PDF, run-billing-now, mark-paid and void; payments and credit note
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django import forms
@@ -97,12 +97,27 @@ class TariffElementInline(admin.StackedInline):
     ]
 
 
+MONTH_MINUTES = 31 * 24 * 60  # an example session is shorter than a month
+
+
 class TariffPreviewForm(forms.Form):
     started_at = forms.DateTimeField(help_text="UTC, e.g. 2026-03-02 16:00")
-    charging_minutes = forms.IntegerField(min_value=0, initial=60)
-    parking_minutes = forms.IntegerField(min_value=0, initial=0, help_text="connected after charging ends")
+    charging_minutes = forms.IntegerField(min_value=0, max_value=MONTH_MINUTES, initial=60)
+    parking_minutes = forms.IntegerField(
+        min_value=0, max_value=MONTH_MINUTES, initial=0, help_text="connected after charging ends"
+    )
     energy_kwh = forms.DecimalField(min_value=0, max_digits=10, decimal_places=3, initial=Decimal("20"))
     time_zone = forms.CharField(initial="Europe/Berlin", validators=[validate_time_zone])
+
+    def clean(self):
+        data = super().clean()
+        started = data.get("started_at")
+        earliest, latest = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+        if started is not None and not earliest <= started <= latest:
+            self.add_error("started_at", "between 2000 and 2100")
+        if data.get("energy_kwh") and data.get("charging_minutes") == 0:
+            self.add_error("charging_minutes", "energy takes some charging time")
+        return data
 
 
 @admin.register(Tariff)

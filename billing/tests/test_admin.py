@@ -98,6 +98,18 @@ def test_price_an_example_session(operator):
     )
     assert response.status_code == 200
     assert response.context["result"]["total_excl_vat"] == "7.00"  # 10 x 0.30 + 10 x 0.40
+    good = {"started_at": "2026-03-02 15:00", "charging_minutes": 60, "parking_minutes": 0,
+            "energy_kwh": "20", "time_zone": "UTC"}  # fmt: skip
+    for change, field in [
+        ({"charging_minutes": 10**12}, "charging_minutes"),
+        ({"parking_minutes": 10**10}, "parking_minutes"),
+        ({"started_at": "9999-12-31 23:00"}, "started_at"),
+        ({"charging_minutes": 0}, "charging_minutes"),  # 20 kWh in no time
+    ]:
+        refused = operator.post(url, {**good, **change})
+        assert refused.status_code == 200, change
+        assert field in refused.context["form"].errors, change
+        assert refused.context["result"] is None
 
 
 def test_tariff_with_elements_is_created_in_the_admin(operator):
