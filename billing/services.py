@@ -997,17 +997,19 @@ def payment_record(
 
 
 def invoice_mark_paid(*, invoice: Invoice, recorded_by=None) -> Invoice:
-    """Record the whole amount due as one payment (the admin's "mark paid")."""
+    """Record the whole amount due as one payment (the admin's "mark paid"). Refused when
+    nothing is due (a paid invoice), so an operator is never told it was marked paid."""
     with transaction.atomic():
         invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
-        if invoice.amount_due > 0:
-            payment_record(
-                invoice=invoice,
-                amount=invoice.amount_due,
-                reference=f"mark-paid-{invoice.pk}-{invoice.payments.count() + 1}",
-                method=PaymentMethod.OTHER,
-                recorded_by=recorded_by,
-            )
+        if invoice.amount_due == 0:
+            raise InvalidTransition(f"nothing is due on this {invoice.status} invoice")
+        payment_record(
+            invoice=invoice,
+            amount=invoice.amount_due,
+            reference=f"mark-paid-{invoice.pk}-{invoice.payments.count() + 1}",
+            method=PaymentMethod.OTHER,
+            recorded_by=recorded_by,
+        )
         return Invoice.objects.get(pk=invoice.pk)
 
 

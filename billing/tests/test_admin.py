@@ -146,13 +146,22 @@ def test_tariff_with_elements_is_created_in_the_admin(operator):
 def test_mark_paid_and_void_actions(operator):
     first, second = invoices(2)
     changelist = reverse("admin:billing_invoice_changelist")
-    operator.post(changelist, {"action": "mark_paid", "_selected_action": [first.pk]})
-    operator.post(changelist, {"action": "void", "_selected_action": [first.pk, second.pk]})
+    operator.post(changelist, {"action": "mark_paid", "_selected_action": [first.pk]}, follow=True)
+    operator.post(changelist, {"action": "void", "_selected_action": [first.pk, second.pk]}, follow=True)
     first.refresh_from_db()
     second.refresh_from_db()
     assert first.status == InvoiceStatus.PAID  # paid invoices cannot be voided
     assert second.status == InvoiceStatus.VOID
     assert Payment.objects.get().amount == first.total_incl_vat
+    # Marking [paid, void] paid again: each gets its refusal, none is counted as marked paid.
+    again = operator.post(
+        changelist, {"action": "mark_paid", "_selected_action": [first.pk, second.pk]}, follow=True
+    )
+    shown = [str(m) for m in again.context["messages"]]
+    assert any("nothing is due" in m for m in shown)
+    assert any("void invoice takes no payments" in m for m in shown)
+    assert not any("marked paid" in m for m in shown)
+    assert Payment.objects.count() == 1
 
 
 def test_payment_recorded_through_the_admin(operator):

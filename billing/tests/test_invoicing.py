@@ -324,6 +324,9 @@ def test_mark_paid_and_transitions():
     paid = services.invoice_mark_paid(invoice=invoice)
     assert paid.status == InvoiceStatus.PAID
     assert paid.amount_due == 0
+    with pytest.raises(InvalidTransition, match="nothing is due"):
+        services.invoice_mark_paid(invoice=paid)
+    assert paid.payments.count() == 1
     with pytest.raises(InvalidTransition):
         services.invoice_void(invoice=paid)
 
