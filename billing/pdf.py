@@ -11,6 +11,9 @@ from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from billing.choices import InvoiceStatus
+from evcharge.core.money import round_half_up
+
 
 def render_invoice(*, invoice, lines) -> bytes:
     """The PDF bytes of an issued invoice. ``lines`` are its InvoiceLines with their CDRs."""
@@ -21,8 +24,14 @@ def render_invoice(*, invoice, lines) -> bytes:
     styles = getSampleStyleSheet()
     account = invoice.account
     cur = invoice.currency
+
+    def money(value) -> str:  # stored with 3 decimals; shown in the currency's minor unit
+        return str(round_half_up(value, cur))
+
+    # Rendered again after a void (the admin's action), the PDF must not look payable.
+    state = "" if invoice.status == InvoiceStatus.OPEN else f" ({invoice.get_status_display().upper()})"
     story = [
-        Paragraph(f"Invoice {invoice.number}", styles["Title"]),
+        Paragraph(f"Invoice {invoice.number}{state}", styles["Title"]),
         # Paragraph text is reportlab markup: names are people's input ("Fleet <B> Nord").
         Paragraph(f"Billed to: {escape(account.name)}", styles["Normal"]),
         Paragraph(
@@ -54,9 +63,9 @@ def render_invoice(*, invoice, lines) -> bytes:
                 f"{cdr.started_at:%Y-%m-%d %H:%M}",
                 f"{cdr.stopped_at:%Y-%m-%d %H:%M}",
                 f"{cdr.total_energy_kwh.normalize():f}",
-                str(line.total_excl_vat),
-                str(line.total_vat),
-                str(line.total_incl_vat),
+                money(line.total_excl_vat),
+                money(line.total_vat),
+                money(line.total_incl_vat),
             ]
         )
     table = Table(rows, repeatRows=1)
@@ -75,14 +84,14 @@ def render_invoice(*, invoice, lines) -> bytes:
     totals += [[f"{v['rate']} %", v["base"], v["amount"]] for v in invoice.vat_breakdown]
     first_total = len(totals)
     totals += [
-        ["Total excl. VAT", "", f"{invoice.total_excl_vat} {cur}"],
-        ["VAT", "", f"{invoice.total_vat} {cur}"],
-        ["Total incl. VAT", "", f"{invoice.total_incl_vat} {cur}"],
+        ["Total excl. VAT", "", f"{money(invoice.total_excl_vat)} {cur}"],
+        ["VAT", "", f"{money(invoice.total_vat)} {cur}"],
+        ["Total incl. VAT", "", f"{money(invoice.total_incl_vat)} {cur}"],
     ]
     if invoice.amount_credited:  # credit notes on its CDRs made before it was issued
         totals += [
-            ["Credit notes", "", f"-{invoice.amount_credited} {cur}"],
-            ["Amount due", "", f"{invoice.amount_due} {cur}"],
+            ["Credit notes", "", f"-{money(invoice.amount_credited)} {cur}"],
+            ["Amount due", "", f"{money(invoice.amount_due)} {cur}"],
         ]
     summary = Table(totals, hAlign="RIGHT")
     summary.setStyle(

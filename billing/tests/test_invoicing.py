@@ -493,8 +493,17 @@ def test_the_pdf_of_an_invoice_credited_before_issue_shows_what_is_due():
     invoice = Invoice.objects.get()
     pdf = render_invoice(invoice=invoice, lines=list(invoice.lines.select_related("cdr")))
     text = _pdf_text(pdf)
-    for shown in ("(Credit notes)", "(-1.190 EUR)", "(Amount due)", "(2.380 EUR)"):
+    for shown in ("(Credit notes)", "(-1.19 EUR)", "(Amount due)", "(2.38 EUR)", "(3.57 EUR)"):
         assert shown in text
+    assert "OPEN" not in text
+
+
+def test_the_pdf_of_a_void_invoice_says_so():
+    from billing.pdf import render_invoice
+
+    invoice = services.invoice_void(invoice=issued_invoice())
+    text = _pdf_text(render_invoice(invoice=invoice, lines=list(invoice.lines.select_related("cdr"))))
+    assert f"(Invoice {invoice.number} \\(VOID\\))" in text  # PDF strings escape parentheses
 
 
 def _pdf_text(pdf: bytes) -> str:
