@@ -12,6 +12,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import Max
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -141,6 +142,26 @@ class TariffAdmin(admin.ModelAdmin):
         ),
         ("Validity and texts", {"fields": [("start_date_time", "end_date_time"), "alt_text", "alt_url"]}),
     ]
+
+    def save_formset(self, request, form, formset, change):
+        """Elements: positions are unique per tariff and the formset saves rows one at a time, so
+        swapping two positions would meet the constraint midway (a 500). Rows that move or go
+        are parked above every position first, inside the admin's transaction."""
+        if formset.model is TariffElement:
+            parked = [
+                f.instance.pk
+                for f in formset.initial_forms
+                if f.instance.pk and (f in formset.deleted_forms or "position" in f.changed_data)
+            ]
+            if parked:
+                stored = TariffElement.objects.filter(tariff=form.instance).aggregate(top=Max("position"))[
+                    "top"
+                ]
+                wanted = [f.cleaned_data.get("position") or 0 for f in formset.forms if f.cleaned_data]
+                free = max([stored or 0, *wanted]) + 1
+                for offset, pk in enumerate(parked):
+                    TariffElement.objects.filter(pk=pk).update(position=free + offset)
+        super().save_formset(request, form, formset, change)
 
     def get_urls(self):
         preview = self.admin_site.admin_view(self.preview_view)

@@ -143,6 +143,47 @@ def test_tariff_with_elements_is_created_in_the_admin(operator):
     assert not Tariff.objects.filter(ocpi_id="ADMIN-2").exists()
 
 
+def _posted_back(page) -> dict:
+    """The change form of ``page`` as a browser would send it back, unchanged."""
+    data = {}
+    forms = [page.context["adminform"].form]
+    for inline in page.context["inline_admin_formsets"]:
+        management = inline.formset.management_form
+        data.update({f"{management.prefix}-{name}": management[name].value() for name in management.fields})
+        forms += list(inline.formset.forms)
+    for form in forms:
+        for name in form.fields:
+            value = form[name].value()
+            if value is not None:
+                data[form.add_prefix(name)] = value
+    return data
+
+
+def test_tariff_elements_swap_places_in_the_admin(operator):
+    tariff = services.tariff_save_ocpi(
+        data={
+            "id": "SWAP",
+            "currency": "EUR",
+            "elements": [
+                {
+                    "price_components": [{"type": "ENERGY", "price": "0.40"}],
+                    "restrictions": {"start_time": "17:00"},
+                },
+                {"price_components": [{"type": "ENERGY", "price": "0.30"}]},
+            ],
+        }
+    )
+    url = reverse("admin:billing_tariff_change", args=[tariff.pk])
+    data = _posted_back(operator.get(url))
+    data["elements-0-position"], data["elements-1-position"] = "1", "0"
+
+    response = operator.post(url, data)
+
+    assert response.status_code == 302, response.context["errors"] if response.context else response
+    prices = list(tariff.elements.order_by("position").values_list("energy_price", flat=True))
+    assert prices == [Decimal("0.30"), Decimal("0.40")]
+
+
 def test_mark_paid_and_void_actions(operator):
     first, second = invoices(2)
     changelist = reverse("admin:billing_invoice_changelist")
