@@ -154,11 +154,9 @@ class TariffAdmin(admin.ModelAdmin):
                 if f.instance.pk and (f in formset.deleted_forms or "position" in f.changed_data)
             ]
             if parked:
-                stored = TariffElement.objects.filter(tariff=form.instance).aggregate(top=Max("position"))[
-                    "top"
-                ]
+                stored = TariffElement.objects.filter(tariff=form.instance).aggregate(top=Max("position"))
                 wanted = [f.cleaned_data.get("position") or 0 for f in formset.forms if f.cleaned_data]
-                free = max([stored or 0, *wanted]) + 1
+                free = max([stored["top"] or 0, *wanted]) + 1
                 for offset, pk in enumerate(parked):
                     TariffElement.objects.filter(pk=pk).update(position=free + offset)
         super().save_formset(request, form, formset, change)
