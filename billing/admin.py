@@ -475,8 +475,26 @@ class PaymentAdmin(admin.ModelAdmin):
 
 @admin.register(CreditNote)
 class CreditNoteAdmin(ReadOnlyAdmin):
-    list_display = ["number", "cdr", "invoice", "total_incl_vat", "currency", "reason", "created_at"]
+    list_display = [
+        "number",
+        "cdr",
+        "invoice",
+        "total_incl_vat",
+        "currency",
+        "reason",
+        "created_at",
+        "pdf_link",
+    ]
     search_fields = ["number", "reason"]
+    list_select_related = ["invoice"]
+    exclude = ["pdf"]
+    readonly_fields = ["pdf_link"]
+
+    @admin.display(description="PDF")
+    def pdf_link(self, obj: CreditNote) -> str:
+        # The API renders it on the spot if the task has not yet.
+        url = reverse("v1:credit-note-pdf", args=[obj.pk])
+        return format_html('<a href="{}">{}.pdf</a>', url, obj.number)
 
 
 @admin.register(BillingAccount)

@@ -603,6 +603,7 @@ class CreditNote(TimeStampedModel):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    pdf = models.FileField(upload_to="credit-notes/%Y/", blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -1,4 +1,8 @@
-"""Invoice PDF (reportlab): header, account, one line per CDR, VAT by rate, totals."""
+"""Invoice and credit-note PDFs (reportlab): header, account, the CDRs, VAT by rate, totals.
+
+Paragraph text is reportlab markup, so every name or reason people typed goes through
+``escape`` ("Fleet <B> Nord" must not turn bold, nor break the document).
+"""
 
 from __future__ import annotations
 
@@ -14,61 +18,29 @@ from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, Tabl
 from billing.choices import InvoiceStatus
 from evcharge.core.money import round_half_up
 
+_STYLES = getSampleStyleSheet()
 
-def render_invoice(*, invoice, lines) -> bytes:
-    """The PDF bytes of an issued invoice. ``lines`` are its InvoiceLines with their CDRs."""
+
+def _build(title: str, story: list) -> bytes:
     buffer = BytesIO()
     doc = SimpleDocTemplate(
-        buffer, pagesize=A4, title=invoice.number, author="evcharge", leftMargin=18 * mm, rightMargin=18 * mm
+        buffer, pagesize=A4, title=title, author="evcharge", leftMargin=18 * mm, rightMargin=18 * mm
     )
-    styles = getSampleStyleSheet()
-    account = invoice.account
-    cur = invoice.currency
+    doc.build(story)
+    return buffer.getvalue()
 
-    def money(value) -> str:  # stored with 3 decimals; shown in the currency's minor unit
-        return str(round_half_up(value, cur))
 
-    # Rendered again after a void (the admin's action), the PDF must not look payable.
-    state = "" if invoice.status == InvoiceStatus.OPEN else f" ({invoice.get_status_display().upper()})"
-    story = [
-        Paragraph(f"Invoice {invoice.number}{state}", styles["Title"]),
-        # Paragraph text is reportlab markup: names are people's input ("Fleet <B> Nord").
-        Paragraph(f"Billed to: {escape(account.name)}", styles["Normal"]),
-        Paragraph(
-            f"Period: {invoice.period_start:%Y-%m-%d %H:%M} - {invoice.period_end:%Y-%m-%d %H:%M} UTC "
-            f"({account.get_period_display().lower()}, {escape(account.time_zone)})",
-            styles["Normal"],
-        ),
-        Paragraph(f"Issued: {invoice.issued_at:%Y-%m-%d %H:%M} UTC", styles["Normal"]),
-        Spacer(1, 6 * mm),
-    ]
-    rows = [
-        [
-            "CDR",
-            "Charger",
-            "Start (UTC)",
-            "Stop (UTC)",
-            "kWh",
-            f"Excl. VAT ({cur})",
-            f"VAT ({cur})",
-            f"Total ({cur})",
-        ]
-    ]
-    for line in lines:
-        cdr = line.cdr
-        rows.append(
-            [
-                str(cdr.pk),
-                f"{cdr.charge_point_identity}#{cdr.connector_id}",
-                f"{cdr.started_at:%Y-%m-%d %H:%M}",
-                f"{cdr.stopped_at:%Y-%m-%d %H:%M}",
-                f"{cdr.total_energy_kwh.normalize():f}",
-                money(line.total_excl_vat),
-                money(line.total_vat),
-                money(line.total_incl_vat),
-            ]
-        )
-    table = Table(rows, repeatRows=1)
+def _money(value, currency: str) -> str:
+    """Amounts are stored with 3 decimals; shown in the currency's minor unit."""
+    return str(round_half_up(value, currency))
+
+
+def _para(text: str, style: str = "Normal") -> Paragraph:
+    return Paragraph(text, _STYLES[style])
+
+
+def _cdr_table(header: list[str], rows: list[list[str]]) -> Table:
+    table = Table([header, *rows], repeatRows=1)
     table.setStyle(
         TableStyle(
             [
@@ -79,32 +51,111 @@ def render_invoice(*, invoice, lines) -> bytes:
             ]
         )
     )
-    story += [table, Spacer(1, 6 * mm)]
-    totals = [["VAT rate", "Base", "VAT"]]
-    totals += [[f"{v['rate']} %", v["base"], v["amount"]] for v in invoice.vat_breakdown]
-    first_total = len(totals)
-    totals += [
-        ["Total excl. VAT", "", f"{money(invoice.total_excl_vat)} {cur}"],
-        ["VAT", "", f"{money(invoice.total_vat)} {cur}"],
-        ["Total incl. VAT", "", f"{money(invoice.total_incl_vat)} {cur}"],
+    return table
+
+
+def _cdr_cells(cdr) -> list[str]:
+    return [
+        str(cdr.pk),
+        f"{cdr.charge_point_identity}#{cdr.connector_id}",
+        f"{cdr.started_at:%Y-%m-%d %H:%M}",
+        f"{cdr.stopped_at:%Y-%m-%d %H:%M}",
+        f"{cdr.total_energy_kwh.normalize():f}",
     ]
+
+
+_CDR_HEADER = ["CDR", "Charger", "Start (UTC)", "Stop (UTC)", "kWh"]
+
+
+def _summary(vat_breakdown: list[dict], totals: list[list[str]], bold_rows: tuple[int, ...]) -> Table:
+    """The VAT lines by rate, then ``totals`` (label, "", amount); ``bold_rows`` index ``totals``."""
+    rows = [["VAT rate", "Base", "VAT"]]
+    rows += [[f"{v['rate']} %", v["base"], v["amount"]] for v in vat_breakdown]
+    first_total = len(rows)
+    rows += totals
+    style = [
+        ("FONTSIZE", (0, 0), (-1, -1), 9),
+        ("ALIGN", (1, 0), (-1, -1), "RIGHT"),
+        ("LINEABOVE", (0, first_total), (-1, first_total), 0.5, colors.grey),
+    ]
+    style += [("FONTNAME", (0, first_total + i), (-1, first_total + i), "Helvetica-Bold") for i in bold_rows]
+    summary = Table(rows, hAlign="RIGHT")
+    summary.setStyle(TableStyle(style))
+    return summary
+
+
+def render_invoice(*, invoice, lines) -> bytes:
+    """The PDF bytes of an issued invoice. ``lines`` are its InvoiceLines with their CDRs."""
+    account = invoice.account
+    cur = invoice.currency
+    # Rendered again after a void (the admin's action), the PDF must not look payable.
+    state = "" if invoice.status == InvoiceStatus.OPEN else f" ({invoice.get_status_display().upper()})"
+    story = [
+        _para(f"Invoice {invoice.number}{state}", "Title"),
+        _para(f"Billed to: {escape(account.name)}"),
+        _para(
+            f"Period: {invoice.period_start:%Y-%m-%d %H:%M} - {invoice.period_end:%Y-%m-%d %H:%M} UTC "
+            f"({account.get_period_display().lower()}, {escape(account.time_zone)})"
+        ),
+        _para(f"Issued: {invoice.issued_at:%Y-%m-%d %H:%M} UTC"),
+        Spacer(1, 6 * mm),
+    ]
+    header = [*_CDR_HEADER, f"Excl. VAT ({cur})", f"VAT ({cur})", f"Total ({cur})"]
+    rows = [
+        [
+            *_cdr_cells(line.cdr),
+            _money(line.total_excl_vat, cur),
+            _money(line.total_vat, cur),
+            _money(line.total_incl_vat, cur),
+        ]
+        for line in lines
+    ]
+    totals = [
+        ["Total excl. VAT", "", f"{_money(invoice.total_excl_vat, cur)} {cur}"],
+        ["VAT", "", f"{_money(invoice.total_vat, cur)} {cur}"],
+        ["Total incl. VAT", "", f"{_money(invoice.total_incl_vat, cur)} {cur}"],
+    ]
+    bold = [2]
     if invoice.amount_credited:  # credit notes on its CDRs made before it was issued
         totals += [
-            ["Credit notes", "", f"-{money(invoice.amount_credited)} {cur}"],
-            ["Amount due", "", f"{money(invoice.amount_due)} {cur}"],
+            ["Credit notes", "", f"-{_money(invoice.amount_credited, cur)} {cur}"],
+            ["Amount due", "", f"{_money(invoice.amount_due, cur)} {cur}"],
         ]
-    summary = Table(totals, hAlign="RIGHT")
-    summary.setStyle(
-        TableStyle(
+        bold.append(4)
+    summary = _summary(invoice.vat_breakdown, totals, tuple(bold))
+    story += [_cdr_table(header, rows), Spacer(1, 6 * mm), summary]
+    return _build(invoice.number, story)
+
+
+def render_credit_note(*, note) -> bytes:
+    """The PDF bytes of a credit note (``note.cdr`` with its account; ``note.invoice`` or None)."""
+    cdr = note.cdr
+    cur = note.currency
+    invoice = note.invoice
+    if invoice is not None:
+        corrects = f"Corrects invoice {invoice.number} of {invoice.issued_at:%Y-%m-%d} UTC"
+    else:
+        corrects = "The CDR is not invoiced yet: this credit is deducted from the invoice it lands on"
+    story = [
+        _para(f"Credit note {note.number}", "Title"),
+        _para(f"Billed to: {escape(cdr.account.name)}"),
+        _para(corrects),
+        _para(f"Issued: {note.created_at:%Y-%m-%d %H:%M} UTC"),
+        _para(f"Reason: {escape(note.reason)}"),
+        Spacer(1, 6 * mm),
+        _cdr_table(
+            [*_CDR_HEADER, f"Charged excl. VAT ({cur})", f"Charged incl. VAT ({cur})"],
+            [[*_cdr_cells(cdr), _money(cdr.total_excl_vat, cur), _money(cdr.total_incl_vat, cur)]],
+        ),
+        Spacer(1, 6 * mm),
+        _summary(
+            note.vat_breakdown,
             [
-                ("FONTSIZE", (0, 0), (-1, -1), 9),
-                ("ALIGN", (1, 0), (-1, -1), "RIGHT"),
-                ("FONTNAME", (0, first_total + 2), (-1, first_total + 2), "Helvetica-Bold"),
-                ("FONTNAME", (0, -1), (-1, -1), "Helvetica-Bold"),
-                ("LINEABOVE", (0, first_total), (-1, first_total), 0.5, colors.grey),
-            ]
-        )
-    )
-    story.append(summary)
-    doc.build(story)
-    return buffer.getvalue()
+                ["Credited excl. VAT", "", f"{_money(note.total_excl_vat, cur)} {cur}"],
+                ["VAT credited", "", f"{_money(note.total_vat, cur)} {cur}"],
+                ["Credited incl. VAT", "", f"{_money(note.total_incl_vat, cur)} {cur}"],
+            ],
+            (2,),
+        ),
+    ]
+    return _build(note.number, story)

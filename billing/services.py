@@ -643,10 +643,16 @@ def _issue(invoice: Invoice, *, now: datetime | None, render_pdf: bool) -> Invoi
 def _enqueue_pdf(invoice_id: int) -> None:
     from billing.tasks import invoice_render_pdf
 
+    _enqueue(invoice_render_pdf, invoice_id=invoice_id)
+
+
+def _enqueue(task, **kwargs) -> None:
+    """Send a PDF task; after commit, so the broker being down must not undo what committed
+    (the API and the admin render a missing PDF on demand)."""
     try:
-        invoice_render_pdf.delay(invoice_id=invoice_id)
-    except Exception:  # the broker being down must not undo a committed invoice
-        logger.exception("invoice %s: could not enqueue the PDF", invoice_id)
+        task.delay(**kwargs)
+    except Exception:
+        logger.exception("could not enqueue %s %s", task.name, kwargs)
 
 
 @dataclass(frozen=True)
@@ -1102,7 +1108,14 @@ def credit_note_create(
     )
     if invoice is not None:
         _credit_apply(invoice, note.total_incl_vat, at=note.created_at)
+    transaction.on_commit(lambda: _enqueue_credit_note_pdf(note.pk))
     return note
+
+
+def _enqueue_credit_note_pdf(note_id: int) -> None:
+    from billing.tasks import credit_note_render_pdf
+
+    _enqueue(credit_note_render_pdf, credit_note_id=note_id)
 
 
 def _credit_notes_attach(invoice_ids: list[int]) -> dict[int, Decimal]:
@@ -1135,7 +1148,8 @@ def _credit_notes_attach(invoice_ids: list[int]) -> dict[int, Decimal]:
 
 
 def invoice_render_pdf(*, invoice_id: int, force: bool = False) -> Invoice | None:
-    """Render the invoice PDF and store it in the default storage (local disk or S3). Idempotent."""
+    """Render the invoice PDF and store it in the default storage (local disk or S3). Idempotent:
+    a stored PDF is kept unless ``force`` (the admin's "render again", e.g. after a void)."""
     from billing.pdf import render_invoice
 
     invoice = Invoice.objects.select_related("account").filter(pk=invoice_id).first()
@@ -1144,7 +1158,25 @@ def invoice_render_pdf(*, invoice_id: int, force: bool = False) -> Invoice | Non
     if invoice.pdf and not force:
         return invoice
     lines = list(invoice.lines.select_related("cdr").order_by("cdr__stopped_at", "cdr_id"))
-    content = render_invoice(invoice=invoice, lines=lines)
-    invoice.pdf.save(f"{invoice.number}.pdf", ContentFile(content), save=False)
-    Invoice.objects.filter(pk=invoice.pk).update(pdf=invoice.pdf.name)
+    _pdf_store(invoice, render_invoice(invoice=invoice, lines=lines))
     return invoice
+
+
+def credit_note_render_pdf(*, credit_note_id: int, force: bool = False) -> CreditNote | None:
+    """Render a credit note's PDF into the default storage, as :func:`invoice_render_pdf`."""
+    from billing.pdf import render_credit_note
+
+    note = CreditNote.objects.select_related("cdr__account", "invoice").filter(pk=credit_note_id).first()
+    if note is None:
+        return None
+    if note.pdf and not force:
+        return note
+    _pdf_store(note, render_credit_note(note=note))
+    return note
+
+
+def _pdf_store(document: Invoice | CreditNote, content: bytes) -> None:
+    """Save ``content`` as ``<number>.pdf`` under the model's folder and point the row at it
+    (an update of that one column: the rest of the row is not written back)."""
+    document.pdf.save(f"{document.number}.pdf", ContentFile(content), save=False)
+    type(document).objects.filter(pk=document.pk).update(pdf=document.pdf.name)

@@ -59,3 +59,9 @@ def billing_cycle_run() -> dict:
 def invoice_render_pdf(invoice_id: int, force: bool = False) -> str | None:
     invoice = services.invoice_render_pdf(invoice_id=invoice_id, force=force)
     return invoice.pdf.name if invoice is not None and invoice.pdf else None
+
+
+@shared_task(name="billing.tasks.credit_note_render_pdf", **RETRY)
+def credit_note_render_pdf(credit_note_id: int, force: bool = False) -> str | None:
+    note = services.credit_note_render_pdf(credit_note_id=credit_note_id, force=force)
+    return note.pdf.name if note is not None and note.pdf else None

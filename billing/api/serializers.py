@@ -183,9 +183,11 @@ class InvoiceSerializer(serializers.ModelSerializer):
     def get_pdf_url(self, invoice: Invoice) -> str | None:
         if invoice.number is None:
             return None
-        request = self.context.get("request")
-        path = f"/api/v1/invoices/{invoice.pk}/pdf/"
-        return request.build_absolute_uri(path) if request else path
+        return _absolute(self.context.get("request"), f"/api/v1/invoices/{invoice.pk}/pdf/")
+
+
+def _absolute(request, path: str) -> str:
+    return request.build_absolute_uri(path) if request else path
 
 
 class PaymentSerializer(serializers.ModelSerializer):
@@ -207,6 +209,7 @@ class CreditNoteSerializer(serializers.ModelSerializer):
     total_excl_vat = MoneyField("total_excl_vat")
     total_vat = MoneyField("total_vat")
     total_incl_vat = MoneyField("total_incl_vat")
+    pdf_url = serializers.SerializerMethodField()
 
     class Meta:
         model = CreditNote
@@ -222,7 +225,12 @@ class CreditNoteSerializer(serializers.ModelSerializer):
             "total_incl_vat",
             "vat_breakdown",
             "created_at",
+            "pdf_url",
         ]
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_pdf_url(self, note: CreditNote) -> str:
+        return _absolute(self.context.get("request"), f"/api/v1/credit-notes/{note.pk}/pdf/")
 
 
 class CreditNoteInputSerializer(serializers.Serializer):

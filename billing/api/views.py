@@ -245,9 +245,7 @@ class InvoiceViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
         if not invoice.pdf:
             # The task renders it right after issue; render now if it has not run yet.
             invoice = services.invoice_render_pdf(invoice_id=invoice.pk)
-        return FileResponse(
-            invoice.pdf.open("rb"), content_type="application/pdf", filename=f"{invoice.number}.pdf"
-        )
+        return _pdf_response(invoice)
 
     @extend_schema(request=PaymentInputSerializer, responses={201: PaymentSerializer})
     @action(detail=True, methods=["get", "post"], permission_classes=READ_OR_OPERATOR)
@@ -321,6 +319,20 @@ class CreditNoteViewSet(ScopedQuerysetMixin, mixins.CreateModelMixin, viewsets.R
             )
             _audit_created(self.actor, "credit_note.create", note)
         return Response(self.get_serializer(note).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={(200, "application/pdf"): OpenApiResponse(description="the credit note PDF")})
+    @action(detail=True, methods=["get"])
+    def pdf(self, request, pk=None):
+        note = self.get_object()
+        if not note.pdf:  # the task renders it once the note commits; now if it has not run yet
+            note = services.credit_note_render_pdf(credit_note_id=note.pk)
+        return _pdf_response(note)
+
+
+def _pdf_response(document) -> FileResponse:
+    return FileResponse(
+        document.pdf.open("rb"), content_type="application/pdf", filename=f"{document.number}.pdf"
+    )
 
 
 @extend_schema(tags=["billing"], request=None, responses={202: BillingRunSerializer})

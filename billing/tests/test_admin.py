@@ -229,7 +229,16 @@ def test_credit_in_full_action(operator):
     operator.post(
         reverse("admin:billing_cdr_changelist"), {"action": "credit_in_full", "_selected_action": [cdr.pk]}
     )
-    assert CreditNote.objects.get().total_excl_vat == cdr.total_excl_vat
+    note = CreditNote.objects.get()
+    assert note.total_excl_vat == cdr.total_excl_vat
+    for url in (
+        reverse("admin:billing_creditnote_changelist"),
+        reverse("admin:billing_creditnote_change", args=[note.pk]),
+    ):
+        page = operator.get(url)
+        assert page.status_code == 200, url
+        link = f'href="{reverse("v1:credit-note-pdf", args=[note.pk])}"'
+        assert link in page.content.decode(), url
 
 
 def test_cdrs_waiting_in_another_currency_are_listed(operator):

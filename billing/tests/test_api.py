@@ -344,6 +344,25 @@ def test_credit_note_through_the_api(operator):
     assert again.status_code == 409
 
 
+def test_credit_note_pdf_for_its_organization_only(operator, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    org = billed_org()
+    cdr = Invoice.objects.get(account__organization=org).lines.first().cdr
+    created = operator.post("/api/v1/credit-notes/", {"cdr": cdr.pk, "reason": "fault"}, format="json").json()
+    assert created["pdf_url"].endswith(f"/api/v1/credit-notes/{created['id']}/pdf/")
+    member = UserFactory()
+    Membership.objects.create(user=member, organization=org, role="admin")
+    response = client_for(member).get(created["pdf_url"])
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/pdf"
+    assert f'filename="{created["number"]}.pdf"' in response["Content-Disposition"]
+    assert b"".join(response.streaming_content).startswith(b"%PDF")
+    assert (tmp_path / "credit-notes" / "2026" / f"{created['number']}.pdf").exists()
+    stranger = UserFactory()
+    Membership.objects.create(user=stranger, organization=billed_org(), role="admin")
+    assert client_for(stranger).get(created["pdf_url"]).status_code == 404
+
+
 def test_partner_api_key_pulls_its_organizations_cdrs_within_its_scopes():
     from accounts.scoping import Actor
     from accounts.services import api_key_create

@@ -1,6 +1,7 @@
 """Billing cycles, gapless numbers, invoice states, payments and credit notes (services)."""
 
 import importlib
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -504,6 +505,65 @@ def test_the_pdf_of_a_void_invoice_says_so():
     invoice = services.invoice_void(invoice=issued_invoice())
     text = _pdf_text(render_invoice(invoice=invoice, lines=list(invoice.lines.select_related("cdr"))))
     assert f"(Invoice {invoice.number} \\(VOID\\))" in text  # PDF strings escape parentheses
+
+
+def test_the_pdf_of_a_credit_note_shows_what_it_corrects_and_gives_back():
+    from billing.pdf import render_credit_note
+
+    invoice = issued_invoice()  # one CDR of 10 kWh: 3.00 + 0.57 = 3.57
+    cdr = invoice.lines.get().cdr
+    note = services.credit_note_create(
+        cdr=cdr, amount_excl_vat=Decimal("1.00"), reason="meter <b>fault</b> & reset"
+    )
+    text = _pdf_text(render_credit_note(note=note))
+    for shown in (
+        f"(Credit note {note.number})",
+        f"(Corrects invoice {invoice.number} of {invoice.issued_at:%Y-%m-%d} UTC)",
+        f"({cdr.charge_point_identity}#{cdr.connector_id})",
+        "(10)",  # kWh of the CDR
+        "(3.00)",  # what the CDR charged, excl. VAT
+        "(3.57)",  # and incl. VAT
+        "(19 %)",
+        "(1.00 EUR)",  # credited excl. VAT
+        "(0.19 EUR)",  # VAT given back: round_half_up(0.57 x 1/3) = 0.19
+        "(1.19 EUR)",
+    ):
+        assert shown in text, shown
+    # People's text is shown as typed, not read as markup (unescaped, reportlab would take <b> as
+    # bold and draw no "<b>"); it draws the line in pieces.
+    drawn = "".join(re.findall(r"\(((?:\\.|[^\\)])*)\) Tj", text))
+    assert "Reason: meter <b>fault</b> & reset" in drawn
+
+
+def test_the_pdf_of_a_credit_note_on_a_cdr_not_invoiced_yet_says_where_it_goes():
+    from billing.pdf import render_credit_note
+
+    default_tariff(energy="0.30", vat="19")
+    org = OrganizationFactory()
+    account_for_org(org)
+    note = services.credit_note_create(cdr=cdr_for(org), reason="goodwill")  # all of 3.00
+    text = _pdf_text(render_credit_note(note=note))
+    assert "(The CDR is not invoiced yet: this credit is deducted from the invoice it lands on)" in text
+    assert "(3.57 EUR)" in text
+    assert "Corrects invoice" not in text
+
+
+def test_a_credit_note_pdf_is_stored_once_and_the_note_enqueues_it_after_commit(
+    settings, tmp_path, django_capture_on_commit_callbacks
+):
+    settings.MEDIA_ROOT = tmp_path
+    invoice = issued_invoice()
+    with django_capture_on_commit_callbacks() as callbacks:
+        note = services.credit_note_create(cdr=invoice.lines.get().cdr, reason="x")
+    assert len(callbacks) == 1  # the task is sent once the note is committed (test_workers.py runs it)
+    assert not note.pdf
+    services.credit_note_render_pdf(credit_note_id=note.pk)
+    note.refresh_from_db()
+    assert note.pdf.name == f"credit-notes/2026/{note.number}.pdf"
+    assert (tmp_path / note.pdf.name).read_bytes().startswith(b"%PDF")
+    services.credit_note_render_pdf(credit_note_id=note.pk)  # a retried task: nothing new
+    assert sorted(p.name for p in (tmp_path / "credit-notes" / "2026").iterdir()) == [f"{note.number}.pdf"]
+    assert services.credit_note_render_pdf(credit_note_id=note.pk + 1000) is None
 
 
 def _pdf_text(pdf: bytes) -> str:

@@ -106,3 +106,23 @@ def test_invoice_pdf_is_stored_in_s3(s3_storage):
     services.invoice_render_pdf(invoice_id=invoice.pk)
     keys = [o["Key"] for o in s3_storage.list_objects_v2(Bucket=BUCKET)["Contents"]]
     assert keys == [invoice.pdf.name]
+
+
+@pytest.mark.django_db
+def test_credit_note_pdf_is_stored_in_s3(s3_storage):
+    default_tariff()
+    org = OrganizationFactory()
+    account_for_org(org)
+    cdr = services.cdr_create_for_session(
+        session_id=SessionFactory(id_token=IdTokenFactory(organization=org)).pk
+    )
+    note = services.credit_note_create(cdr=cdr, reason="fault")
+
+    services.credit_note_render_pdf(credit_note_id=note.pk)
+
+    note.refresh_from_db()
+    assert note.pdf.name == f"credit-notes/2026/{note.number}.pdf"
+    stored = s3_storage.get_object(Bucket=BUCKET, Key=note.pdf.name)["Body"].read()
+    assert stored.startswith(b"%PDF")
+    with note.pdf.open("rb") as handle:
+        assert handle.read() == stored

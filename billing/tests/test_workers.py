@@ -179,3 +179,31 @@ def test_pdf_task_renders_into_the_default_storage(celery_worker_factory):
             assert handle.read(4) == b"%PDF"
     finally:
         default_storage.delete(name)
+
+
+def test_a_credit_note_pdf_is_rendered_by_a_worker_once_the_note_commits(celery_worker_factory, settings):
+    """The whole path: the note commits, its on-commit hook sends the task to the default queue,
+    a worker renders the PDF into the default storage."""
+    from django.core.files.storage import default_storage
+
+    from billing import services
+    from billing.models import CreditNote
+
+    accounts = accounts_with_cdrs(1, per_account=1)
+    cdr = Cdr.objects.get(account=accounts[0])
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    with celery_app.connection_for_write() as connection:
+        connection.default_channel.queue_purge(queue)  # what earlier tests left for no worker
+    worker = celery_worker_factory(queue=queue)
+    note = services.credit_note_create(cdr=cdr, amount_excl_vat=Decimal("0.10"), reason="late start")
+    try:
+        wait_for(lambda: CreditNote.objects.filter(pk=note.pk).exclude(pdf="").exists(), 90, "the PDF")
+    except AssertionError as error:
+        raise AssertionError(f"{error}; worker log:\n{worker.output()}") from None
+    note.refresh_from_db()
+    try:
+        assert note.pdf.name == f"credit-notes/2026/{note.number}.pdf"
+        with default_storage.open(note.pdf.name, "rb") as handle:
+            assert handle.read(4) == b"%PDF"
+    finally:
+        default_storage.delete(note.pdf.name)
