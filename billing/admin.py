@@ -18,7 +18,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from billing import selectors, services
 from billing.choices import AssignmentScope
@@ -282,8 +282,23 @@ class CdrAdmin(ReadOnlyAdmin):
     list_filter = [InvoicedFilter, "currency", ("stopped_at", admin.DateFieldListFilter)]
     search_fields = ["=id", "=session__id", "charge_point_identity", "id_tag", "account__name"]
     list_select_related = ["account", "invoice_line__invoice"]
-    readonly_fields = ["pricing_pretty", "snapshot_pretty"]
+    readonly_fields = ["credit_link", "pricing_pretty", "snapshot_pretty"]
     exclude = ["pricing", "snapshot"]
+
+    @admin.display(description="credit notes")
+    def credit_link(self, obj: Cdr) -> str:
+        notes = format_html_join(
+            ", ",
+            '<a href="{}">{}</a>',
+            (
+                (reverse("admin:billing_creditnote_change", args=[n.pk]), n.number)
+                for n in obj.credit_notes.all()
+            ),
+        )
+        add = reverse("admin:billing_creditnote_add") + f"?cdr={obj.pk}"
+        return format_html(
+            '{} <a class="addlink" href="{}">Issue a credit note</a>', notes or "none yet;", add
+        )
 
     @admin.action(description="Issue a credit note for what is left of the CDR")
     def credit_in_full(self, request, queryset):
@@ -473,6 +488,35 @@ class PaymentAdmin(admin.ModelAdmin):
         obj.pk = payment.pk
 
 
+class CreditNoteForm(forms.ModelForm):
+    """Issue a credit note: a CDR, how much of it (blank: all that is left) and why."""
+
+    amount_excl_vat = forms.DecimalField(
+        max_digits=16,
+        decimal_places=3,
+        required=False,
+        label="Amount excl. VAT",
+        help_text="In the CDR's currency. Leave blank to credit all that is left of the CDR; "
+        "the VAT given back is worked out per rate.",
+    )
+
+    class Meta:
+        model = CreditNote
+        fields = ["cdr", "amount_excl_vat", "reason"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("cdr") is not None and "amount_excl_vat" in cleaned:
+            try:
+                cleaned["amount_excl_vat"] = services.credit_note_check(
+                    cdr=cleaned["cdr"], amount_excl_vat=cleaned["amount_excl_vat"]
+                )
+            except DomainError as error:
+                left = (error.details or {}).get("remaining_excl_vat")
+                raise ValidationError(f"{error.message} (left: {left})" if left else error.message) from None
+        return cleaned
+
+
 @admin.register(CreditNote)
 class CreditNoteAdmin(ReadOnlyAdmin):
     list_display = [
@@ -487,8 +531,47 @@ class CreditNoteAdmin(ReadOnlyAdmin):
     ]
     search_fields = ["number", "reason"]
     list_select_related = ["invoice"]
-    exclude = ["pdf"]
-    readonly_fields = ["pdf_link"]
+    raw_id_fields = ["cdr"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return admin.ModelAdmin.has_add_permission(self, request)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = CreditNoteForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["cdr", "amount_excl_vat", "reason"]
+        return [
+            "number",
+            "cdr",
+            "invoice",
+            "reason",
+            "currency",
+            "total_excl_vat",
+            "total_vat",
+            "total_incl_vat",
+            "vat_breakdown",
+            "created_by",
+            "created_at",
+            "pdf_link",
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.get_fields(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        note = services.credit_note_create(
+            cdr=data["cdr"],
+            amount_excl_vat=data["amount_excl_vat"],
+            reason=data["reason"],
+            created_by=request.user,
+        )
+        obj.pk = note.pk
+        obj.number = note.number
 
     @admin.display(description="PDF")
     def pdf_link(self, obj: CreditNote) -> str:

@@ -1043,27 +1043,30 @@ def _credit_apply(invoice: Invoice, amount_incl_vat: Decimal, *, at: datetime) -
     invoice.save(update_fields=fields)
 
 
-@transaction.atomic
-def credit_note_create(
-    *, cdr: Cdr, amount_excl_vat: Decimal | None = None, reason: str, created_by=None
-) -> CreditNote:
-    """Give back ``amount_excl_vat`` of a CDR (all of what is left when omitted); the CDR is not changed.
+_NO_ACCOUNT = "this CDR is billed to no account: there is nothing to credit"
 
-    VAT by docs/billing.md §6: per rate, the VAT given back by all the CDR's notes so far is the
-    CDR's VAT at that rate times the share credited, rounded half-up; this note's is that less
-    the earlier notes'. Never more VAT than the CDR charged; all of it when credited in full.
-    The note lowers what the CDR's invoice is owed (a void invoice refuses it); a CDR not
-    invoiced yet keeps its note for the invoice it lands on. Refused beyond what the CDR still
-    holds after earlier notes. Locks the account (as the billing cycle does, so a note and the
-    cycle invoicing its CDR go one after the other), the CDR, its invoice, then the counter.
+
+def credit_note_check(*, cdr: Cdr, amount_excl_vat: Decimal | None = None) -> Decimal:
+    """The amount excl. VAT a credit note on ``cdr`` would give back as things stand (all that is
+    left when ``amount_excl_vat`` is None), or the reason it would be refused (``Conflict``).
+
+    For forms; :func:`credit_note_create` asks again under its locks, which is what counts.
     """
-    account_id = Cdr.objects.filter(pk=cdr.pk).values_list("account_id", flat=True).first()
-    if account_id is None:
-        raise Conflict("this CDR is billed to no account: there is nothing to credit")
-    BillingAccount.objects.select_for_update().filter(pk=account_id).first()
-    cdr = Cdr.objects.select_for_update().get(pk=cdr.pk)
+    if cdr.account_id is None:
+        raise Conflict(_NO_ACCOUNT)
+    return _credit_amount(cdr, _cdr_invoice(cdr, lock=False), amount_excl_vat)[0]
+
+
+def _cdr_invoice(cdr: Cdr, *, lock: bool) -> Invoice | None:
     invoice_id = InvoiceLine.objects.filter(cdr=cdr).values_list("invoice_id", flat=True).first()
-    invoice = None if invoice_id is None else Invoice.objects.select_for_update().get(pk=invoice_id)
+    if invoice_id is None:
+        return None
+    invoices = Invoice.objects.select_for_update() if lock else Invoice.objects
+    return invoices.get(pk=invoice_id)
+
+
+def _credit_amount(cdr: Cdr, invoice: Invoice | None, amount_excl_vat: Decimal | None):
+    """``(amount, credited before, earlier notes' (excl. VAT, VAT breakdown))`` or the refusal."""
     if invoice is not None and invoice.status == InvoiceStatus.VOID:
         raise Conflict(f"invoice {invoice.number} is void: nothing was charged for this CDR")
     if invoice is None and cdr.currency != cdr.account.currency:
@@ -1080,6 +1083,30 @@ def credit_note_create(
             "the credit must be positive, in the currency's minor unit and at most what is left",
             details={"remaining_excl_vat": str(remaining)},
         )
+    return amount, credited, earlier
+
+
+@transaction.atomic
+def credit_note_create(
+    *, cdr: Cdr, amount_excl_vat: Decimal | None = None, reason: str, created_by=None
+) -> CreditNote:
+    """Give back ``amount_excl_vat`` of a CDR (all of what is left when omitted); the CDR is not changed.
+
+    VAT by docs/billing.md §6: per rate, the VAT given back by all the CDR's notes so far is the
+    CDR's VAT at that rate times the share credited, rounded half-up; this note's is that less
+    the earlier notes'. Never more VAT than the CDR charged; all of it when credited in full.
+    The note lowers what the CDR's invoice is owed (a void invoice refuses it); a CDR not
+    invoiced yet keeps its note for the invoice it lands on. Refused beyond what the CDR still
+    holds after earlier notes. Locks the account (as the billing cycle does, so a note and the
+    cycle invoicing its CDR go one after the other), the CDR, its invoice, then the counter.
+    """
+    account_id = Cdr.objects.filter(pk=cdr.pk).values_list("account_id", flat=True).first()
+    if account_id is None:
+        raise Conflict(_NO_ACCOUNT)
+    BillingAccount.objects.select_for_update().filter(pk=account_id).first()
+    cdr = Cdr.objects.select_for_update().get(pk=cdr.pk)
+    invoice = _cdr_invoice(cdr, lock=True)
+    amount, credited, earlier = _credit_amount(cdr, invoice, amount_excl_vat)
     given_back: dict[str, Decimal] = defaultdict(Decimal)  # VAT per rate of the earlier notes
     for _, breakdown in earlier:
         for line in breakdown:

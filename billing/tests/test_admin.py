@@ -241,6 +241,69 @@ def test_credit_in_full_action(operator):
         assert link in page.content.decode(), url
 
 
+def test_a_partial_credit_note_is_issued_from_the_admin(operator):
+    invoice = invoices(1)[0]
+    cdr = Cdr.objects.get()  # 10 kWh at 0.30: 3.00 + 0.57
+    cdr_page = operator.get(reverse("admin:billing_cdr_change", args=[cdr.pk])).content.decode()
+    add = reverse("admin:billing_creditnote_add") + f"?cdr={cdr.pk}"
+    assert f'href="{add}"' in cdr_page
+    form = operator.get(add)
+    assert form.status_code == 200
+    assert form.context["adminform"].form.initial["cdr"] == str(cdr.pk)
+
+    response = operator.post(add, {"cdr": cdr.pk, "amount_excl_vat": "1.00", "reason": "late start"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    note = CreditNote.objects.get()
+    assert (note.total_excl_vat, note.total_vat, note.reason) == (
+        Decimal("1.00"),
+        Decimal("0.19"),
+        "late start",
+    )
+    assert note.created_by.is_superuser
+    invoice.refresh_from_db()
+    assert invoice.amount_due == Decimal("2.38")
+    cdr_page = operator.get(reverse("admin:billing_cdr_change", args=[cdr.pk])).content.decode()
+    assert note.number in cdr_page
+    # the note itself is read-only
+    note_url = reverse("admin:billing_creditnote_change", args=[note.pk])
+    assert operator.get(note_url).status_code == 200
+    assert operator.post(note_url, {"reason": "changed"}).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("amount", "refusal"),
+    [
+        ("2.01", "at most what is left (left: 2.000)"),  # 1.00 of 3.00 credited already
+        ("0.005", "in the currency&#x27;s minor unit"),
+        ("", None),  # blank: all that is left, allowed
+    ],
+)
+def test_the_admin_refuses_a_credit_note_beyond_what_is_left(operator, amount, refusal):
+    invoices(1)
+    cdr = Cdr.objects.get()
+    services.credit_note_create(cdr=cdr, amount_excl_vat=Decimal("1.00"), reason="first")
+    add = reverse("admin:billing_creditnote_add")
+    response = operator.post(add, {"cdr": cdr.pk, "amount_excl_vat": amount, "reason": "more"})
+    if refusal is None:
+        assert response.status_code == 302
+        assert CreditNote.objects.order_by("pk").last().total_excl_vat == Decimal("2.00")
+    else:
+        assert response.status_code == 200
+        assert refusal in response.content.decode()
+        assert CreditNote.objects.count() == 1
+
+
+def test_the_admin_refuses_a_credit_note_on_a_void_invoice(operator):
+    invoice = services.invoice_void(invoice=invoices(1)[0])
+    cdr = Cdr.objects.get()
+    response = operator.post(
+        reverse("admin:billing_creditnote_add"), {"cdr": cdr.pk, "amount_excl_vat": "1", "reason": "x"}
+    )
+    assert response.status_code == 200
+    assert f"invoice {invoice.number} is void" in response.content.decode()
+    assert not CreditNote.objects.exists()
+
+
 def test_cdrs_waiting_in_another_currency_are_listed(operator):
     invoices(1)  # one EUR CDR, invoiced
     org = OrganizationFactory()
