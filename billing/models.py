@@ -408,6 +408,14 @@ class Cdr(models.Model):
         return self.snapshot.data
 
 
+def document_pdf_path(document, filename: str) -> str:
+    """``invoices/2026/INV-2026-000123.pdf``, ``credit-notes/2026/CN-2026-000007.pdf``: the folder
+    is the year of the document's number, whenever its PDF is rendered (again)."""
+    folder = "invoices" if isinstance(document, Invoice) else "credit-notes"
+    year = document.number.split("-")[1]
+    return f"{folder}/{year}/{filename}"
+
+
 class Invoice(TimeStampedModel):
     """One per account and period. Totals are the sums of its lines (the CDR totals).
 
@@ -430,7 +438,7 @@ class Invoice(TimeStampedModel):
     issued_at = models.DateTimeField(null=True, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
     voided_at = models.DateTimeField(null=True, blank=True)
-    pdf = models.FileField(upload_to="invoices/%Y/", blank=True)
+    pdf = models.FileField(upload_to=document_pdf_path, blank=True)
 
     class Meta:
         ordering = ["-period_start", "-id"]
@@ -603,7 +611,7 @@ class CreditNote(TimeStampedModel):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    pdf = models.FileField(upload_to="credit-notes/%Y/", blank=True)
+    pdf = models.FileField(upload_to=document_pdf_path, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -40,7 +40,9 @@ def _para(text: str, style: str = "Normal") -> Paragraph:
 
 
 def _cdr_table(header: list[str], rows: list[list[str]]) -> Table:
-    table = Table([header, *rows], repeatRows=1)
+    # The charger column is fixed (its cells wrap); the others take what their text needs.
+    widths = [None, 42 * mm] + [None] * (len(header) - 2)
+    table = Table([header, *rows], colWidths=widths, repeatRows=1)
     table.setStyle(
         TableStyle(
             [
@@ -54,10 +56,14 @@ def _cdr_table(header: list[str], rows: list[list[str]]) -> Table:
     return table
 
 
-def _cdr_cells(cdr) -> list[str]:
+_CELL = _STYLES["Normal"].clone("cell", fontSize=7.5, leading=9)
+
+
+def _cdr_cells(cdr) -> list:
     return [
         str(cdr.pk),
-        f"{cdr.charge_point_identity}#{cdr.connector_id}",
+        # A Paragraph wraps: identities run to 48 characters, wider than the column.
+        Paragraph(escape(f"{cdr.charge_point_identity}#{cdr.connector_id}"), _CELL),
         f"{cdr.started_at:%Y-%m-%d %H:%M}",
         f"{cdr.stopped_at:%Y-%m-%d %H:%M}",
         f"{cdr.total_energy_kwh.normalize():f}",
@@ -132,10 +138,15 @@ def render_credit_note(*, note) -> bytes:
     cdr = note.cdr
     cur = note.currency
     invoice = note.invoice
-    if invoice is not None:
-        corrects = f"Corrects invoice {invoice.number} of {invoice.issued_at:%Y-%m-%d} UTC"
-    else:
+    if invoice is None or invoice.issued_at is None:
         corrects = "The CDR is not invoiced yet: this credit is deducted from the invoice it lands on"
+    elif invoice.issued_at <= note.created_at:
+        corrects = f"Corrects invoice {invoice.number} of {invoice.issued_at:%Y-%m-%d} UTC"
+    else:  # the note waited for the CDR's invoice, which was issued with it taken off
+        corrects = (
+            f"The CDR was not invoiced yet: this credit is deducted on invoice {invoice.number} "
+            f"of {invoice.issued_at:%Y-%m-%d} UTC"
+        )
     story = [
         _para(f"Credit note {note.number}", "Title"),
         _para(f"Billed to: {escape(cdr.account.name)}"),

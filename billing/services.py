@@ -1117,7 +1117,7 @@ def credit_note_create(
     for line in cdr.vat_breakdown:
         charged = Decimal(line["amount"])
         so_far = _share_rounded(charged, credited + amount, total, cdr.currency)
-        vat = max(so_far - given_back[line["rate"]], Decimal(0))
+        vat = round_half_up(max(so_far - given_back[line["rate"]], Decimal(0)), cdr.currency)
         base = (Decimal(line["base"]) * amount / total).quantize(base_unit)
         lines.append({"rate": line["rate"], "base": str(base), "amount": str(vat)})
     total_vat = sum((Decimal(v["amount"]) for v in lines), Decimal(0))
@@ -1179,31 +1179,40 @@ def invoice_render_pdf(*, invoice_id: int, force: bool = False) -> Invoice | Non
     a stored PDF is kept unless ``force`` (the admin's "render again", e.g. after a void)."""
     from billing.pdf import render_invoice
 
-    invoice = Invoice.objects.select_related("account").filter(pk=invoice_id).first()
-    if invoice is None or invoice.number is None:
-        return None
-    if invoice.pdf and not force:
-        return invoice
-    lines = list(invoice.lines.select_related("cdr").order_by("cdr__stopped_at", "cdr_id"))
-    _pdf_store(invoice, render_invoice(invoice=invoice, lines=lines))
-    return invoice
+    def render(invoice: Invoice) -> bytes:
+        lines = list(invoice.lines.select_related("cdr").order_by("cdr__stopped_at", "cdr_id"))
+        return render_invoice(invoice=invoice, lines=lines)
+
+    invoices = Invoice.objects.select_related("account").filter(number__isnull=False)
+    return _pdf_render(invoices, invoice_id, render, force=force)
 
 
 def credit_note_render_pdf(*, credit_note_id: int, force: bool = False) -> CreditNote | None:
     """Render a credit note's PDF into the default storage, as :func:`invoice_render_pdf`."""
     from billing.pdf import render_credit_note
 
-    note = CreditNote.objects.select_related("cdr__account", "invoice").filter(pk=credit_note_id).first()
-    if note is None:
-        return None
-    if note.pdf and not force:
-        return note
-    _pdf_store(note, render_credit_note(note=note))
-    return note
+    notes = CreditNote.objects.select_related("cdr__account", "invoice")
+    return _pdf_render(notes, credit_note_id, lambda note: render_credit_note(note=note), force=force)
 
 
-def _pdf_store(document: Invoice | CreditNote, content: bytes) -> None:
-    """Save ``content`` as ``<number>.pdf`` under the model's folder and point the row at it
-    (an update of that one column: the rest of the row is not written back)."""
-    document.pdf.save(f"{document.number}.pdf", ContentFile(content), save=False)
-    type(document).objects.filter(pk=document.pk).update(pdf=document.pdf.name)
+def _pdf_render(queryset, pk: int, render, *, force: bool):
+    """Render the document ``pk`` of ``queryset`` once, as ``<number>.pdf`` at its fixed path.
+
+    The row is locked while rendering, so the task and an on-demand render from the API (or a
+    retry) never both write: the second finds the PDF stored. A forced render replaces the
+    file at the same path rather than leaving the old one behind under another name.
+    """
+    with transaction.atomic():
+        document = queryset.select_for_update(of=("self",)).filter(pk=pk).first()
+        if document is None:
+            return None
+        if document.pdf and not force:
+            return document
+        content = render(document)
+        field = document.pdf.field
+        name = field.generate_filename(document, f"{document.number}.pdf")
+        if field.storage.exists(name):
+            field.storage.delete(name)
+        document.pdf.save(f"{document.number}.pdf", ContentFile(content), save=False)
+        type(document).objects.filter(pk=document.pk).update(pdf=document.pdf.name)
+        return document

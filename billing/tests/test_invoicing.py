@@ -559,11 +559,71 @@ def test_a_credit_note_pdf_is_stored_once_and_the_note_enqueues_it_after_commit(
     assert not note.pdf
     services.credit_note_render_pdf(credit_note_id=note.pk)
     note.refresh_from_db()
-    assert note.pdf.name == f"credit-notes/2026/{note.number}.pdf"
+    assert note.pdf.name == f"credit-notes/{note.number.split('-')[1]}/{note.number}.pdf"
     assert (tmp_path / note.pdf.name).read_bytes().startswith(b"%PDF")
+    stored = tmp_path / note.pdf.name
+
+    def folder() -> list[str]:
+        return sorted(p.name for p in stored.parent.iterdir())
+
+    before = stored.stat().st_mtime_ns
     services.credit_note_render_pdf(credit_note_id=note.pk)  # a retried task: nothing new
-    assert sorted(p.name for p in (tmp_path / "credit-notes" / "2026").iterdir()) == [f"{note.number}.pdf"]
+    assert (folder(), stored.stat().st_mtime_ns) == ([f"{note.number}.pdf"], before)
+    services.credit_note_render_pdf(credit_note_id=note.pk, force=True)  # replaced in place
+    note.refresh_from_db()
+    assert (folder(), note.pdf.name) == (
+        [f"{note.number}.pdf"],
+        f"credit-notes/{stored.parent.name}/{stored.name}",
+    )
     assert services.credit_note_render_pdf(credit_note_id=note.pk + 1000) is None
+
+
+def test_the_pdf_of_a_note_that_waited_for_its_invoice_says_it_was_deducted_there():
+    from billing.pdf import render_credit_note
+
+    default_tariff(energy="0.30", vat="19")
+    org = OrganizationFactory()
+    account_for_org(org)
+    note = services.credit_note_create(cdr=cdr_for(org), amount_excl_vat=Decimal("1.00"), reason="x")
+    services.billing_cycle_run(now=datetime.now(UTC) + timedelta(days=62), render_pdfs=False)
+    note.refresh_from_db()
+    invoice = Invoice.objects.get()
+    assert note.invoice == invoice
+    assert invoice.issued_at > note.created_at
+    text = _pdf_text(render_credit_note(note=note))
+    assert (
+        f"(The CDR was not invoiced yet: this credit is deducted on invoice {invoice.number} "
+        f"of {invoice.issued_at:%Y-%m-%d} UTC)"
+    ) in text
+    assert "Corrects invoice" not in text
+
+
+def test_the_pdf_of_a_credit_note_lists_each_vat_rate_in_the_currency_unit():
+    from billing.pdf import render_credit_note
+
+    data = {
+        "id": "MIXED-JPY",
+        "currency": "JPY",
+        "elements": [
+            {
+                "price_components": [
+                    {"type": "ENERGY", "price": "45", "vat": "10", "step_size": 1},
+                    {"type": "FLAT", "price": "100", "vat": "8", "step_size": 1},
+                ]
+            }
+        ],
+    }
+    services.tariff_assign(tariff=services.tariff_save_ocpi(data=data), scope="default")
+    org = OrganizationFactory()
+    account_for_org(org, currency="JPY")
+    cdr = cdr_for(org)  # 10 kWh x 45 = 450 at 10 %, 100 flat at 8 %: 550, VAT 45 + 8 = 53
+    assert (cdr.total_excl_vat, cdr.total_vat) == (Decimal("550"), Decimal("53"))
+    note = services.credit_note_create(cdr=cdr, amount_excl_vat=Decimal("275"), reason="half")
+    # half of each rate's VAT, rounded half-up: 22.5 -> 23 and 4 -> 4
+    assert [(v["rate"], v["amount"]) for v in note.vat_breakdown] == [("8", "4"), ("10", "23")]
+    text = _pdf_text(render_credit_note(note=note))
+    for shown in ("(10 %)", "(23)", "(8 %)", "(4)", "(275 JPY)", "(27 JPY)", "(302 JPY)", "(550)", "(603)"):
+        assert shown in text, shown
 
 
 def _pdf_text(pdf: bytes) -> str:

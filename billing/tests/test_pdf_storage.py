@@ -121,7 +121,7 @@ def test_credit_note_pdf_is_stored_in_s3(s3_storage):
     services.credit_note_render_pdf(credit_note_id=note.pk)
 
     note.refresh_from_db()
-    assert note.pdf.name == f"credit-notes/2026/{note.number}.pdf"
+    assert note.pdf.name == f"credit-notes/{note.number.split('-')[1]}/{note.number}.pdf"
     stored = s3_storage.get_object(Bucket=BUCKET, Key=note.pdf.name)["Body"].read()
     assert stored.startswith(b"%PDF")
     with note.pdf.open("rb") as handle:
