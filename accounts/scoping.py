@@ -302,6 +302,7 @@ register(
 register("billing.Invoice", user="account__user", organization="account__organization")
 register("billing.InvoiceLine", user="invoice__account__user", organization="invoice__account__organization")
 register("billing.Payment", user="invoice__account__user", organization="invoice__account__organization")
+register("billing.Refund", user="invoice__account__user", organization="invoice__account__organization")
 register(
     "billing.CreditNote",
     user=("cdr__account__user", "cdr__session__id_token__user"),

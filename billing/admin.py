@@ -29,6 +29,7 @@ from billing.models import (
     Invoice,
     InvoiceLine,
     Payment,
+    Refund,
     Tariff,
     TariffAssignment,
     TariffElement,
@@ -347,6 +348,12 @@ class PaymentInline(admin.TabularInline):
         return False
 
 
+class RefundInline(PaymentInline):
+    model = Refund
+    fields = ["amount", "method", "reference", "refunded_at", "recorded_by"]
+    readonly_fields = fields
+
+
 @admin.register(Invoice)
 class InvoiceAdmin(admin.ModelAdmin):
     list_display = [
@@ -362,7 +369,7 @@ class InvoiceAdmin(admin.ModelAdmin):
     list_filter = ["status", "currency", "account__period"]
     search_fields = ["number", "account__name"]
     list_select_related = ["account"]
-    inlines = [InvoiceLineInline, PaymentInline]
+    inlines = [InvoiceLineInline, PaymentInline, RefundInline]
     actions = ["mark_paid", "void", "render_pdf"]
     readonly_fields = [
         "number",
@@ -378,6 +385,7 @@ class InvoiceAdmin(admin.ModelAdmin):
         "amount_credited",
         "amount_due",
         "amount_refundable",
+        "amount_refunded",
         "vat_breakdown",
         "issued_at",
         "paid_at",
@@ -443,16 +451,16 @@ class InvoiceAdmin(admin.ModelAdmin):
         )
 
 
-class PaymentForm(forms.ModelForm):
-    class Meta:
-        model = Payment
-        fields = ["invoice", "amount", "method", "reference", "received_at"]
+class _MoneyForm(forms.ModelForm):
+    """Money received or paid back on an invoice: ``check`` (the service's) says why not."""
+
+    check = None
 
     def clean(self):
         cleaned = super().clean()
         if cleaned.get("invoice") and cleaned.get("amount") is not None:
             try:
-                services.payment_check(invoice=cleaned["invoice"], amount=cleaned["amount"])
+                type(self).check(invoice=cleaned["invoice"], amount=cleaned["amount"])
             except DomainError as error:
                 raise ValidationError(error.message) from None
         return cleaned
@@ -461,13 +469,29 @@ class PaymentForm(forms.ModelForm):
         pass  # a repeated reference is the service's idempotency, not a form error
 
 
-@admin.register(Payment)
-class PaymentAdmin(admin.ModelAdmin):
-    form = PaymentForm
-    list_display = ["invoice", "amount", "currency", "method", "reference", "received_at"]
-    list_filter = ["method", "currency"]
+class PaymentForm(_MoneyForm):
+    check = staticmethod(services.payment_check)
+
+    class Meta:
+        model = Payment
+        fields = ["invoice", "amount", "method", "reference", "received_at"]
+
+
+class RefundForm(_MoneyForm):
+    check = staticmethod(services.refund_check)
+
+    class Meta:
+        model = Refund
+        fields = ["invoice", "amount", "method", "reference", "refunded_at"]
+        help_texts = {"amount": "at most the invoice's amount refundable (credit notes on what was paid)"}
+
+
+class _MoneyAdmin(admin.ModelAdmin):
+    """Added through the service (``record``), never changed or deleted."""
+
     search_fields = ["reference", "invoice__number"]
     raw_id_fields = ["invoice"]
+    list_filter = ["method", "currency"]
 
     def has_change_permission(self, request, obj=None) -> bool:
         return obj is None and super().has_change_permission(request, obj)
@@ -476,16 +500,25 @@ class PaymentAdmin(admin.ModelAdmin):
         return False
 
     def save_model(self, request, obj, form, change):
-        data = form.cleaned_data
-        payment = services.payment_record(
-            invoice=data["invoice"],
-            amount=data["amount"],
-            reference=data["reference"],
-            method=data["method"],
-            received_at=data["received_at"],
-            recorded_by=request.user,
-        )
-        obj.pk = payment.pk
+        obj.pk = self.record(form.cleaned_data, request.user).pk
+
+
+@admin.register(Payment)
+class PaymentAdmin(_MoneyAdmin):
+    form = PaymentForm
+    list_display = ["invoice", "amount", "currency", "method", "reference", "received_at"]
+
+    def record(self, data, user):
+        return services.payment_record(recorded_by=user, **data)
+
+
+@admin.register(Refund)
+class RefundAdmin(_MoneyAdmin):
+    form = RefundForm
+    list_display = ["invoice", "amount", "currency", "method", "reference", "refunded_at"]
+
+    def record(self, data, user):
+        return services.refund_record(recorded_by=user, **data)
 
 
 class CreditNoteForm(forms.ModelForm):

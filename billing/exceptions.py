@@ -20,3 +20,9 @@ class PaymentRefused(DomainError):
     code = "payment_refused"
     status = status.HTTP_400_BAD_REQUEST
     message = "The payment cannot be recorded."
+
+
+class RefundRefused(DomainError):
+    code = "refund_refused"
+    status = status.HTTP_400_BAD_REQUEST
+    message = "The refund cannot be recorded."

@@ -434,6 +434,8 @@ class Invoice(TimeStampedModel):
     amount_paid = models.DecimalField(**AMOUNT, default=Decimal(0))
     # Incl. VAT, the sum of the credit notes of this invoice's CDRs (docs/billing.md §6).
     amount_credited = models.DecimalField(**AMOUNT, default=Decimal(0))
+    # Money paid back of what was owed back (the sum of its refunds).
+    amount_refunded = models.DecimalField(**AMOUNT, default=Decimal(0))
     vat_breakdown = models.JSONField(default=list, blank=True)
     issued_at = models.DateTimeField(null=True, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
@@ -466,6 +468,14 @@ class Invoice(TimeStampedModel):
                 condition=Q(amount_credited__gte=0) & Q(amount_credited__lte=F("total_incl_vat")),
                 name="invoice_credited_within_total",
             ),
+            models.CheckConstraint(
+                condition=Q(amount_refunded=0)
+                | Q(
+                    amount_refunded__gt=0,
+                    amount_refunded__lte=F("amount_paid") + F("amount_credited") - F("total_incl_vat"),
+                ),
+                name="invoice_refunded_within_refundable",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -478,8 +488,10 @@ class Invoice(TimeStampedModel):
 
     @property
     def amount_refundable(self) -> Decimal:
-        """What is owed back: credit notes on what was already paid."""
-        return max(self.amount_paid + self.amount_credited - self.total_incl_vat, Decimal(0))
+        """What is still owed back: credit notes on what was already paid, less refunds."""
+        return max(
+            self.amount_paid + self.amount_credited - self.total_incl_vat - self.amount_refunded, Decimal(0)
+        )
 
 
 class InvoiceLine(models.Model):
@@ -561,32 +573,53 @@ class NumberCounter(models.Model):
         return f"{self.series}-{self.year}: {self.last_number}"
 
 
-class Payment(TimeStampedModel):
-    """Money received against an invoice (full or partial). ``reference`` is unique per invoice."""
+class MoneyMovement(TimeStampedModel):
+    """Money moved for an invoice, in its currency. ``reference`` (the bank's or the payment
+    provider's) is unique per invoice: the idempotency key of a recording."""
 
-    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="payments")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="%(class)ss")
     amount = models.DecimalField(**AMOUNT, validators=[MinValueValidator(Decimal("0.001"))])
     currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
     method = models.CharField(
         max_length=16, choices=PaymentMethod.choices, default=PaymentMethod.BANK_TRANSFER
     )
     reference = models.CharField(max_length=100, help_text="bank or provider reference; idempotency key")
-    received_at = models.DateTimeField()
     recorded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
 
     class Meta:
-        ordering = ["-received_at", "-id"]
+        abstract = True
         constraints = [
             models.UniqueConstraint(
-                fields=["invoice", "reference"], name="payment_reference_once_per_invoice"
+                fields=["invoice", "reference"], name="%(class)s_reference_once_per_invoice"
             ),
-            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="%(class)s_amount_positive"),
         ]
+
+
+class Payment(MoneyMovement):
+    """Money received against an invoice (full or partial)."""
+
+    received_at = models.DateTimeField()
+
+    class Meta(MoneyMovement.Meta):
+        ordering = ["-received_at", "-id"]
 
     def __str__(self) -> str:
         return f"{self.amount} {self.currency} on {self.invoice}"
+
+
+class Refund(MoneyMovement):
+    """Money paid back against an invoice's ``amount_refundable``."""
+
+    refunded_at = models.DateTimeField()
+
+    class Meta(MoneyMovement.Meta):
+        ordering = ["-refunded_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency} back on {self.invoice}"
 
 
 class CreditNote(TimeStampedModel):

@@ -37,7 +37,7 @@ from billing.choices import (
     PaymentMethod,
     invoice_can_move,
 )
-from billing.exceptions import InvalidTariff, InvalidTransition, PaymentRefused
+from billing.exceptions import InvalidTariff, InvalidTransition, PaymentRefused, RefundRefused
 from billing.models import (
     BillingAccount,
     Cdr,
@@ -46,6 +46,7 @@ from billing.models import (
     InvoiceLine,
     NumberCounter,
     Payment,
+    Refund,
     Tariff,
     TariffAssignment,
     TariffElement,
@@ -976,22 +977,19 @@ def payment_record(
     Idempotent per ``(invoice, reference)``: the same reference again returns the first payment
     when the amount matches, and is refused otherwise. Locks the invoice.
     """
-    invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
-    previous = Payment.objects.filter(invoice=invoice, reference=reference).first()
-    if previous is not None:
-        if previous.amount != amount:
-            raise PaymentRefused("this reference was already recorded with another amount")
-        return previous
-    payment_check(invoice=invoice, amount=amount)
-    payment = Payment.objects.create(
+    invoice, payment, created = _money_record(
+        Payment,
         invoice=invoice,
         amount=amount,
-        currency=invoice.currency,
-        method=method,
         reference=reference,
+        check=payment_check,
+        refused=PaymentRefused,
+        method=method,
         received_at=received_at or timezone.now(),
         recorded_by=recorded_by,
     )
+    if not created:
+        return payment
     invoice.amount_paid += amount
     fields = ["amount_paid", "updated_at"]
     if invoice.amount_due == 0:
@@ -1000,6 +998,66 @@ def payment_record(
         fields += ["status", "paid_at"]
     invoice.save(update_fields=fields)
     return payment
+
+
+def refund_check(*, invoice: Invoice, amount: Decimal) -> None:
+    """Raise the reason ``amount`` cannot be refunded on ``invoice`` as it is now (forms use it too)."""
+    if not isinstance(amount, Decimal) or amount <= 0:
+        raise RefundRefused("the amount must be positive")
+    if round_half_up(amount, invoice.currency) != amount:
+        raise RefundRefused(f"{invoice.currency} amounts have at most its minor unit of decimals")
+    if amount > invoice.amount_refundable:
+        raise RefundRefused(
+            "the amount is more than what is owed back",
+            details={"amount_refundable": str(invoice.amount_refundable)},
+        )
+
+
+@transaction.atomic
+def refund_record(
+    *,
+    invoice: Invoice,
+    amount: Decimal,
+    reference: str,
+    method: str = PaymentMethod.BANK_TRANSFER,
+    refunded_at: datetime | None = None,
+    recorded_by=None,
+) -> Refund:
+    """Record money paid back of what ``invoice`` owes back (``amount_refundable``; docs/billing.md §6).
+
+    Idempotent per ``(invoice, reference)`` as :func:`payment_record`. Locks the invoice.
+    """
+    invoice, refund, created = _money_record(
+        Refund,
+        invoice=invoice,
+        amount=amount,
+        reference=reference,
+        check=refund_check,
+        refused=RefundRefused,
+        method=method,
+        refunded_at=refunded_at or timezone.now(),
+        recorded_by=recorded_by,
+    )
+    if created:
+        invoice.amount_refunded += amount
+        invoice.save(update_fields=["amount_refunded", "updated_at"])
+    return refund
+
+
+def _money_record(model, *, invoice: Invoice, amount: Decimal, reference: str, check, refused, **fields):
+    """Lock the invoice; the reference seen before replays (same amount) or is refused (another);
+    else ``check`` and create the row. Returns ``(locked invoice, row, created)``."""
+    invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+    previous = model.objects.filter(invoice=invoice, reference=reference).first()
+    if previous is not None:
+        if previous.amount != amount:
+            raise refused("this reference was already recorded with another amount")
+        return invoice, previous, False
+    check(invoice=invoice, amount=amount)
+    row = model.objects.create(
+        invoice=invoice, amount=amount, currency=invoice.currency, reference=reference, **fields
+    )
+    return invoice, row, True
 
 
 def invoice_mark_paid(*, invoice: Invoice, recorded_by=None) -> Invoice:

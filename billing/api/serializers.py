@@ -13,7 +13,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from billing.choices import AssignmentScope, PaymentMethod
-from billing.models import BillingAccount, Cdr, CreditNote, Invoice, Payment, TariffAssignment
+from billing.models import BillingAccount, Cdr, CreditNote, Invoice, Payment, Refund, TariffAssignment
 from billing.services import tariff_ocpi
 from evcharge.core.money import round_half_up
 
@@ -146,6 +146,7 @@ class InvoiceSerializer(serializers.ModelSerializer):
     total_incl_vat = MoneyField("total_incl_vat")
     amount_paid = MoneyField("amount_paid")
     amount_credited = MoneyField("amount_credited")
+    amount_refunded = MoneyField("amount_refunded")
     amount_due = MoneyField("amount_due")
     amount_refundable = MoneyField("amount_refundable")
     cdrs = serializers.SerializerMethodField()
@@ -168,6 +169,7 @@ class InvoiceSerializer(serializers.ModelSerializer):
             "amount_credited",
             "amount_due",
             "amount_refundable",
+            "amount_refunded",
             "vat_breakdown",
             "issued_at",
             "paid_at",
@@ -196,6 +198,21 @@ class PaymentSerializer(serializers.ModelSerializer):
     class Meta:
         model = Payment
         fields = ["id", "invoice", "amount", "method", "reference", "received_at", "created_at"]
+
+
+class RefundSerializer(serializers.ModelSerializer):
+    amount = MoneyField("amount")
+
+    class Meta:
+        model = Refund
+        fields = ["id", "invoice", "amount", "method", "reference", "refunded_at", "created_at"]
+
+
+class RefundInputSerializer(serializers.Serializer):
+    amount = serializers.DecimalField(max_digits=16, decimal_places=3, min_value=Decimal("0.001"))
+    reference = serializers.CharField(max_length=100)
+    method = serializers.ChoiceField(choices=PaymentMethod.choices, default=PaymentMethod.BANK_TRANSFER)
+    refunded_at = serializers.DateTimeField(required=False)
 
 
 class PaymentInputSerializer(serializers.Serializer):

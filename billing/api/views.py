@@ -37,6 +37,8 @@ from billing.api.serializers import (
     OcpiTariffSerializer,
     PaymentInputSerializer,
     PaymentSerializer,
+    RefundInputSerializer,
+    RefundSerializer,
     TariffAssignmentInputSerializer,
     TariffAssignmentSerializer,
 )
@@ -250,20 +252,30 @@ class InvoiceViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=PaymentInputSerializer, responses={201: PaymentSerializer})
     @action(detail=True, methods=["get", "post"], permission_classes=READ_OR_OPERATOR)
     def payments(self, request, pk=None):
+        return self._money(
+            request, "payments", PaymentSerializer, PaymentInputSerializer, services.payment_record
+        )
+
+    @extend_schema(request=RefundInputSerializer, responses={201: RefundSerializer})
+    @action(detail=True, methods=["get", "post"], permission_classes=READ_OR_OPERATOR)
+    def refunds(self, request, pk=None):
+        """Money paid back of what the invoice owes back (``amount_refundable``)."""
+        return self._money(
+            request, "refunds", RefundSerializer, RefundInputSerializer, services.refund_record
+        )
+
+    def _money(self, request, kind: str, serializer, input_serializer, record) -> Response:
+        """GET: the invoice's payments or refunds; POST: record one (operators)."""
         invoice = self.get_object()
         if request.method == "GET":
-            rows = invoice.payments.order_by("-received_at", "-pk")
-            return Response(PaymentSerializer(rows, many=True).data)
-        data = PaymentInputSerializer(data=request.data)
+            rows = getattr(invoice, kind).all()  # newest first (the models' ordering)
+            return Response(serializer(rows, many=True).data)
+        data = input_serializer(data=request.data)
         data.is_valid(raise_exception=True)
-        with (
-            transaction.atomic(),
-            audited(actor=self.actor, action="invoice.payment", obj=invoice, source="api"),
-        ):
-            payment = services.payment_record(
-                invoice=invoice, recorded_by=request.user, **data.validated_data
-            )
-        return Response(PaymentSerializer(payment).data, status=status.HTTP_201_CREATED)
+        action = f"invoice.{kind.removesuffix('s')}"
+        with transaction.atomic(), audited(actor=self.actor, action=action, obj=invoice, source="api"):
+            row = record(invoice=invoice, recorded_by=request.user, **data.validated_data)
+        return Response(serializer(row).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={200: InvoiceSerializer})
     @action(detail=True, methods=["post"], permission_classes=OPERATOR_ONLY)

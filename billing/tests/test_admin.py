@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from billing import services
 from billing.choices import InvoiceStatus
-from billing.models import Cdr, CreditNote, Invoice, Payment, Tariff
+from billing.models import Cdr, CreditNote, Invoice, Payment, Refund, Tariff
 from billing.tests.factories import (
     IdTokenFactory,
     OrganizationFactory,
@@ -221,6 +221,32 @@ def test_payment_recorded_through_the_admin(operator):
     assert operator.post(url, {**form, "amount": "1.00"}).status_code == 302
     invoice.refresh_from_db()
     assert invoice.amount_paid == Decimal("1.00")
+
+
+def test_refund_recorded_through_the_admin(operator):
+    invoice = services.invoice_mark_paid(invoice=invoices(1)[0])  # 3.57 paid
+    services.credit_note_create(cdr=Cdr.objects.get(), amount_excl_vat=Decimal("1.00"), reason="x")  # 1.19
+    url = reverse("admin:billing_refund_add")
+    form = {
+        "invoice": invoice.pk,
+        "method": "bank_transfer",
+        "reference": "SEPA-R1",
+        "refunded_at_0": "2026-04-03",
+        "refunded_at_1": "10:00",
+    }
+    too_much = operator.post(url, {**form, "amount": "1.20"})
+    assert too_much.status_code == 200
+    assert "more than what is owed back" in too_much.content.decode()
+    assert Refund.objects.count() == 0
+    assert operator.post(url, {**form, "amount": "1.19"}).status_code == 302
+    invoice.refresh_from_db()
+    assert (invoice.amount_refunded, invoice.amount_refundable) == (Decimal("1.19"), Decimal("0"))
+    refund = Refund.objects.get()
+    assert refund.recorded_by.is_superuser
+    page = operator.get(reverse("admin:billing_invoice_change", args=[invoice.pk])).content.decode()
+    assert "SEPA-R1" in page
+    change = reverse("admin:billing_refund_change", args=[refund.pk])
+    assert operator.post(change, {**form, "amount": "0.01"}).status_code == 403  # never edited
 
 
 def test_credit_in_full_action(operator):

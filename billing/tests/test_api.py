@@ -321,6 +321,36 @@ def test_payments_through_the_api(operator):
     assert operator.get("/api/v1/payments/").json()["count"] == 2
 
 
+def test_refunds_through_the_api(operator):
+    org = billed_org()
+    invoice = Invoice.objects.get()  # 5.36, paid in full, then 1.00 + 0.19 credited: 1.19 owed back
+    services.invoice_mark_paid(invoice=invoice)
+    services.credit_note_create(cdr=invoice.lines.first().cdr, amount_excl_vat=Decimal("1.00"), reason="x")
+    url = f"/api/v1/invoices/{invoice.pk}/refunds/"
+    assert operator.get(f"/api/v1/invoices/{invoice.pk}/").json()["amount_refundable"]["amount"] == "1.19"
+    too_much = operator.post(url, {"amount": "1.20", "reference": "R-1"}, format="json")
+    assert too_much.status_code == 400
+    assert too_much.json()["error"]["code"] == "refund_refused"
+    assert too_much.json()["error"]["details"] == {"amount_refundable": "1.190"}
+    done = operator.post(url, {"amount": "1.19", "reference": "R-1", "method": "card"}, format="json")
+    assert done.status_code == 201
+    assert (done.json()["amount"], done.json()["method"]) == ({"amount": "1.19", "currency": "EUR"}, "card")
+    body = operator.get(f"/api/v1/invoices/{invoice.pk}/").json()
+    assert (body["status"], body["amount_refunded"]["amount"], body["amount_refundable"]["amount"]) == (
+        "paid",
+        "1.19",
+        "0.00",
+    )
+    owner = UserFactory()
+    Membership.objects.create(user=owner, organization=org, role="owner")
+    customer = client_for(owner)
+    assert [r["reference"] for r in customer.get(url).json()] == ["R-1"]
+    assert customer.post(url, {"amount": "0.01", "reference": "R-2"}, format="json").status_code == 403
+    stranger = UserFactory()
+    Membership.objects.create(user=stranger, organization=billed_org(), role="owner")
+    assert client_for(stranger).get(url).status_code == 404
+
+
 def test_drivers_cannot_record_payments_or_run_billing():
     org = billed_org()
     admin = UserFactory()

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from billing import services
 from billing.choices import InvoiceStatus
-from billing.exceptions import InvalidTransition, PaymentRefused
-from billing.models import Cdr, CreditNote, Invoice, InvoiceLine, UnbilledCdr
+from billing.exceptions import InvalidTransition, PaymentRefused, RefundRefused
+from billing.models import Cdr, CreditNote, Invoice, InvoiceLine, Refund, UnbilledCdr
 from billing.periods import last_closed_period, period_containing
 from billing.tests.factories import (
     IdTokenFactory,
@@ -451,6 +451,78 @@ def test_a_credit_note_on_a_paid_invoice_is_owed_back_and_a_void_one_refuses_it(
         services.credit_note_create(cdr=cdr, reason="nothing was charged")
     assert not CreditNote.objects.filter(cdr=cdr).exists()
     assert void.amount_credited == 0
+
+
+def refundable_invoice() -> Invoice:
+    """Paid 3.57 in full, then credited 1.00 + 0.19 VAT: 1.19 owed back."""
+    invoice = services.invoice_mark_paid(invoice=issued_invoice())
+    services.credit_note_create(cdr=invoice.lines.get().cdr, amount_excl_vat=Decimal("1.00"), reason="x")
+    invoice.refresh_from_db()
+    assert invoice.amount_refundable == Decimal("1.19")
+    return invoice
+
+
+def test_refunds_pay_back_what_is_owed_back_once_per_reference():
+    invoice = refundable_invoice()
+    first = services.refund_record(invoice=invoice, amount=Decimal("0.50"), reference="sepa-1")
+    assert (
+        services.refund_record(invoice=invoice, amount=Decimal("0.50"), reference="sepa-1") == first
+    )  # replay
+    invoice.refresh_from_db()
+    assert (invoice.amount_refunded, invoice.amount_refundable, invoice.status) == (
+        Decimal("0.50"),
+        Decimal("0.69"),
+        InvoiceStatus.PAID,
+    )
+    with pytest.raises(RefundRefused) as refused:
+        services.refund_record(invoice=invoice, amount=Decimal("0.70"), reference="sepa-2")
+    assert refused.value.details == {"amount_refundable": "0.690"}
+    services.refund_record(invoice=invoice, amount=Decimal("0.69"), reference="sepa-2")
+    invoice.refresh_from_db()
+    assert (invoice.amount_refunded, invoice.amount_refundable, invoice.refunds.count()) == (
+        Decimal("1.19"),
+        Decimal("0"),
+        2,
+    )
+
+
+@pytest.mark.parametrize(
+    ("amount", "reference"),
+    [
+        (Decimal("1.20"), "too-much"),
+        (Decimal("0"), "zero"),
+        (Decimal("0.005"), "sub-cent"),
+        (Decimal("0.20"), "sepa-1"),  # the reference was recorded with 0.10
+    ],
+)
+def test_refunds_refused(amount, reference):
+    invoice = refundable_invoice()
+    services.refund_record(invoice=invoice, amount=Decimal("0.10"), reference="sepa-1")
+    with pytest.raises(RefundRefused):
+        services.refund_record(invoice=invoice, amount=amount, reference=reference)
+    invoice.refresh_from_db()
+    assert (invoice.amount_refunded, invoice.refunds.count()) == (Decimal("0.10"), 1)
+
+
+def test_an_invoice_that_owes_nothing_back_takes_no_refund():
+    invoice = issued_invoice()  # open, nothing paid
+    with pytest.raises(RefundRefused, match="more than what is owed back"):
+        services.refund_record(invoice=invoice, amount=Decimal("0.01"), reference="r")
+
+
+def test_the_database_refuses_refunding_more_than_is_owed_back():
+    invoice = refundable_invoice()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Invoice.objects.filter(pk=invoice.pk).update(amount_refunded=Decimal("1.20"))
+    services.refund_record(invoice=invoice, amount=Decimal("0.10"), reference="r")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Refund.objects.create(
+            invoice=invoice, amount=Decimal("0.10"), currency="EUR", reference="r", refunded_at=MARCH
+        )
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Refund.objects.create(
+            invoice=invoice, amount=Decimal("0"), currency="EUR", reference="zero", refunded_at=MARCH
+        )
 
 
 def test_a_credit_note_made_before_invoicing_is_applied_by_the_cycle():
