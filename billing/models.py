@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Round
 from psycopg.types.json import Json as PsycopgJson
 
 from billing.choices import (
@@ -32,6 +33,16 @@ from evcharge.core.validators import validate_time_zone
 PRICE = {"max_digits": 14, "decimal_places": 6}
 # Charged amounts: 3 decimals is the largest minor unit we bill in (KWD).
 AMOUNT = {"max_digits": 16, "decimal_places": 3}
+
+
+def exact_sum(expression):
+    """A sum of amounts for a check constraint, rounded to the amounts' 3 places.
+
+    PostgreSQL adds numerics exactly. SQLite (the quick start) stores them as floats and adds
+    floats: 0.10 + 0.02 is 0.12000000000000001 there, and ``incl = excl + vat`` fails for about
+    one row in five. Rounding the sum gives back the float the written amount is stored as.
+    """
+    return Round(expression, AMOUNT["decimal_places"])
 
 
 class JsonTextField(models.JSONField):
@@ -389,7 +400,7 @@ class Cdr(models.Model):
         indexes = [models.Index(fields=["account", "stopped_at"])]
         constraints = [
             models.CheckConstraint(
-                condition=Q(total_incl_vat=F("total_excl_vat") + F("total_vat")),
+                condition=Q(total_incl_vat=exact_sum(F("total_excl_vat") + F("total_vat"))),
                 name="cdr_incl_is_excl_plus_vat",
             ),
             models.CheckConstraint(condition=Q(total_excl_vat__gte=0), name="cdr_total_not_negative"),
@@ -457,7 +468,7 @@ class Invoice(TimeStampedModel):
                 name="invoice_numbered_once_issued",
             ),
             models.CheckConstraint(
-                condition=Q(total_incl_vat=F("total_excl_vat") + F("total_vat")),
+                condition=Q(total_incl_vat=exact_sum(F("total_excl_vat") + F("total_vat"))),
                 name="invoice_incl_is_excl_plus_vat",
             ),
             models.CheckConstraint(
@@ -472,7 +483,9 @@ class Invoice(TimeStampedModel):
                 condition=Q(amount_refunded=0)
                 | Q(
                     amount_refunded__gt=0,
-                    amount_refunded__lte=F("amount_paid") + F("amount_credited") - F("total_incl_vat"),
+                    amount_refunded__lte=exact_sum(
+                        F("amount_paid") + F("amount_credited") - F("total_incl_vat")
+                    ),
                 ),
                 name="invoice_refunded_within_refundable",
             ),
@@ -651,7 +664,7 @@ class CreditNote(TimeStampedModel):
         constraints = [
             models.CheckConstraint(condition=Q(total_excl_vat__gt=0), name="credit_note_amount_positive"),
             models.CheckConstraint(
-                condition=Q(total_incl_vat=F("total_excl_vat") + F("total_vat")),
+                condition=Q(total_incl_vat=exact_sum(F("total_excl_vat") + F("total_vat"))),
                 name="credit_note_incl_is_excl_plus_vat",
             ),
         ]

@@ -1,6 +1,7 @@
 """Refunds: money paid back of what an invoice owes back; ``Invoice.amount_refunded`` their sum.
 
-Existing invoices have refunded nothing (0), which the new check accepts. On SQLite, adding a
+Existing invoices have refunded nothing (0), which the new check accepts. Its bound is rounded
+to the amounts' places (``billing.models.exact_sum``: SQLite adds floats). On SQLite, adding a
 column with a default and a check rebuilds ``billing_invoice`` and drops its triggers: 0009's
 "never deleted" trigger is made again after (forwards and backwards), as 0015 does.
 """
@@ -11,6 +12,7 @@ from decimal import Decimal
 import django.core.validators
 import django.db.models.deletion
 import django.db.models.expressions
+import django.db.models.functions.math
 from django.conf import settings
 from django.db import migrations, models
 
@@ -130,12 +132,15 @@ class Migration(migrations.Migration):
                         ("amount_refunded__gt", 0),
                         (
                             "amount_refunded__lte",
-                            django.db.models.expressions.CombinedExpression(
+                            django.db.models.functions.math.Round(
                                 django.db.models.expressions.CombinedExpression(
-                                    models.F("amount_paid"), "+", models.F("amount_credited")
+                                    django.db.models.expressions.CombinedExpression(
+                                        models.F("amount_paid"), "+", models.F("amount_credited")
+                                    ),
+                                    "-",
+                                    models.F("total_incl_vat"),
                                 ),
-                                "-",
-                                models.F("total_incl_vat"),
+                                3,
                             ),
                         ),
                     ),

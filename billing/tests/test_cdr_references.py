@@ -261,3 +261,65 @@ def test_sqlite_quick_start_bills_once_and_empties_the_queue(tmp_path: Path):
         "totals": ["18.000", "3.420", "21.420"],
         "vat": [{"rate": "19", "base": "18.0000", "amount": "3.42"}],
     }
+
+
+SQLITE_SUMS = """
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+import django
+django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+from billing import services
+from billing.models import Cdr, Invoice
+from billing.tests.factories import (
+    IdTokenFactory, OrganizationFactory, SessionFactory, account_for_org, default_tariff,
+)
+default_tariff(energy="0.30", vat="19")
+org = OrganizationFactory()
+account_for_org(org)
+start = datetime(2026, 3, 2, 10, tzinfo=UTC)
+for k in range(1, 41):  # 0.03 ... 1.20 excl. VAT: many sums a float gets wrong (0.1 + 0.02)
+    session = SessionFactory(
+        id_token=IdTokenFactory(organization=org), meter_stop_wh=100 * k,
+        started_at=start + timedelta(hours=k), stopped_at=start + timedelta(hours=k, minutes=30),
+    )
+    services.cdr_create_for_session(session_id=session.pk)
+cycle = services.billing_cycle_run(now=datetime(2026, 4, 1, 1, tzinfo=UTC), render_pdfs=False)
+invoice = services.invoice_mark_paid(invoice=Invoice.objects.get())
+cdr = Cdr.objects.order_by("-total_excl_vat").first()
+note = services.credit_note_create(cdr=cdr, amount_excl_vat=Decimal("0.10"), reason="x")
+invoice.refresh_from_db()
+refund = services.refund_record(invoice=invoice, amount=invoice.amount_refundable, reference="r")
+invoice.refresh_from_db()
+print(json.dumps({
+    "cdrs": Cdr.objects.count(), "invoices": len(cycle.invoices_created),
+    "note": [str(note.total_excl_vat), str(note.total_vat), str(note.total_incl_vat)],
+    "refunded": str(invoice.amount_refunded), "refundable": str(invoice.amount_refundable),
+}))
+"""
+
+
+@pytest.mark.slow
+def test_sqlite_keeps_every_cdr_and_takes_notes_and_refunds_whose_sums_a_float_gets_wrong(tmp_path: Path):
+    """SQLite compares decimals as floats: 0.10 + 0.02 is not 0.12 there. The sum checks must
+    still pass (a failed check made ``INSERT OR IGNORE`` drop about one CDR in five, silently)."""
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'quickstart.sqlite3'}"}
+    done = subprocess.run(
+        [sys.executable, "-c", SQLITE_SUMS],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    # 0.10 of the largest CDR (1.20 + 0.23 VAT): VAT round_half_up(0.23 x 0.10 / 1.20) = 0.02
+    assert outcome == {
+        "cdrs": 40,
+        "invoices": 1,
+        "note": ["0.10", "0.02", "0.12"],
+        "refunded": "0.120",
+        "refundable": "0.000",
+    }
