@@ -465,9 +465,17 @@ def _cdrs_insert(rows: list[tuple]) -> int:
             fields = dict(zip(CDR_COLUMNS, row, strict=True))
             fields.update({name: json.loads(fields[name]) for name in _JSON_COLUMNS})
             cdrs.append(Cdr(**fields))
+        # Not ``ignore_conflicts``: SQLite's INSERT OR IGNORE skips a row any check refuses, not
+        # only a session priced meanwhile, and says nothing. Those are left out first instead.
         with transaction.atomic():
-            created = Cdr.objects.bulk_create(cdrs, ignore_conflicts=True)
-        return len(created)
+            priced = set(
+                Cdr.objects.filter(session_id__in=[c.session_id for c in cdrs]).values_list(
+                    "session_id", flat=True
+                )
+            )
+            fresh = [c for c in cdrs if c.session_id not in priced]
+            Cdr.objects.bulk_create(fresh)
+        return len(fresh)
     columns = ", ".join(CDR_COLUMNS)
     table = Cdr._meta.db_table
     with transaction.atomic(), connection.cursor() as cursor:

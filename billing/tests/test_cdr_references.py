@@ -293,8 +293,9 @@ note = services.credit_note_create(cdr=cdr, amount_excl_vat=Decimal("0.10"), rea
 invoice.refresh_from_db()
 refund = services.refund_record(invoice=invoice, amount=invoice.amount_refundable, reference="r")
 invoice.refresh_from_db()
+again = services.cdrs_create_for_sessions(session_ids=list(Cdr.objects.values_list("session_id", flat=True)))
 print(json.dumps({
-    "cdrs": Cdr.objects.count(), "invoices": len(cycle.invoices_created),
+    "cdrs": Cdr.objects.count(), "priced_again": again, "invoices": len(cycle.invoices_created),
     "note": [str(note.total_excl_vat), str(note.total_vat), str(note.total_incl_vat)],
     "refunded": str(invoice.amount_refunded), "refundable": str(invoice.amount_refundable),
 }))
@@ -318,6 +319,7 @@ def test_sqlite_keeps_every_cdr_and_takes_notes_and_refunds_whose_sums_a_float_g
     # 0.10 of the largest CDR (1.20 + 0.23 VAT): VAT round_half_up(0.23 x 0.10 / 1.20) = 0.02
     assert outcome == {
         "cdrs": 40,
+        "priced_again": 0,
         "invoices": 1,
         "note": ["0.10", "0.02", "0.12"],
         "refunded": "0.120",
