@@ -465,9 +465,6 @@ class _MoneyForm(forms.ModelForm):
                 raise ValidationError(error.message) from None
         return cleaned
 
-    def validate_unique(self):
-        pass  # a repeated reference is the service's idempotency, not a form error
-
 
 class PaymentForm(_MoneyForm):
     check = staticmethod(services.payment_check)
@@ -486,7 +483,20 @@ class RefundForm(_MoneyForm):
         help_texts = {"amount": "at most the invoice's amount refundable (credit notes on what was paid)"}
 
 
-class _MoneyAdmin(admin.ModelAdmin):
+class RefusalOnThePage:
+    """A refusal the service raises while saving (under its locks, after the form's check
+    passed: a double submit, a change made meanwhile) is shown on the page; nothing is saved
+    (the admin's transaction is rolled back)."""
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except DomainError as error:
+            self.message_user(request, f"Not saved: {error.message}", messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+
+class _MoneyAdmin(RefusalOnThePage, admin.ModelAdmin):
     """Added through the service (``record``), never changed or deleted."""
 
     search_fields = ["reference", "invoice__number"]
@@ -540,10 +550,8 @@ class CreditNoteForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         if cleaned.get("cdr") is not None and "amount_excl_vat" in cleaned:
-            try:
-                cleaned["amount_excl_vat"] = services.credit_note_check(
-                    cdr=cleaned["cdr"], amount_excl_vat=cleaned["amount_excl_vat"]
-                )
+            try:  # blank stays blank: the service credits what is left when it saves
+                services.credit_note_check(cdr=cleaned["cdr"], amount_excl_vat=cleaned["amount_excl_vat"])
             except DomainError as error:
                 left = (error.details or {}).get("remaining_excl_vat")
                 raise ValidationError(f"{error.message} (left: {left})" if left else error.message) from None
@@ -551,7 +559,7 @@ class CreditNoteForm(forms.ModelForm):
 
 
 @admin.register(CreditNote)
-class CreditNoteAdmin(ReadOnlyAdmin):
+class CreditNoteAdmin(RefusalOnThePage, ReadOnlyAdmin):
     list_display = [
         "number",
         "cdr",

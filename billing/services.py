@@ -828,7 +828,7 @@ def invoices_close_periods(*, account_ids: list[int], now: datetime, render_pdf:
         if len(totals) != len(invoices):  # every invoice made here has lines, by construction
             raise RuntimeError(f"invoices without lines: {sorted(set(ids) - set(totals))}")
         vat_by_invoice = _vat_breakdowns(invoices=invoices, sums=sums)
-        credited = _credit_notes_attach(ids)  # notes made before their CDRs were invoiced
+        credited, attached = _credit_notes_attach(ids)  # notes made before their CDRs were invoiced
         issued_year = now.astimezone(UTC).year
         numbers = numbers_take(series=NumberSeries.INVOICE, year=issued_year, count=len(invoices))
         for invoice, number in zip(invoices, numbers, strict=True):
@@ -845,6 +845,8 @@ def invoices_close_periods(*, account_ids: list[int], now: datetime, render_pdf:
         _invoices_write_issued(invoices)
         if render_pdf:
             transaction.on_commit(lambda: [_enqueue_pdf(pk) for pk in ids])
+        # An attached note's PDF was rendered while it waited: again, naming its invoice now.
+        transaction.on_commit(lambda: [_enqueue_credit_note_pdf(pk, force=True) for pk in attached])
         return ids
 
 
@@ -1205,21 +1207,22 @@ def credit_note_create(
     return note
 
 
-def _enqueue_credit_note_pdf(note_id: int) -> None:
+def _enqueue_credit_note_pdf(note_id: int, force: bool = False) -> None:
     from billing.tasks import credit_note_render_pdf
 
-    _enqueue(credit_note_render_pdf, credit_note_id=note_id)
+    _enqueue(credit_note_render_pdf, credit_note_id=note_id, force=force)
 
 
-def _credit_notes_attach(invoice_ids: list[int]) -> dict[int, Decimal]:
-    """Attach the waiting credit notes of these new invoices' CDRs to them; their sums per invoice."""
+def _credit_notes_attach(invoice_ids: list[int]) -> tuple[dict[int, Decimal], list[int]]:
+    """Attach the waiting credit notes of these new invoices' CDRs to them: their sums per
+    invoice, and the notes attached."""
     # Waiting notes are few (notes on CDRs not invoiced yet): read them all, then their lines
     # among these invoices'. (A join from the lines would read every new line, 50,000 a batch.)
     waiting = list(
         CreditNote.objects.filter(invoice__isnull=True).values_list("pk", "cdr_id", "total_incl_vat")
     )
     if not waiting:
-        return {}
+        return {}, []
     cdr_ids = [cdr_id for _, cdr_id, _ in waiting]
     landed = dict(
         InvoiceLine.objects.filter(cdr_id__in=cdr_ids, invoice_id__in=invoice_ids)
@@ -1234,7 +1237,7 @@ def _credit_notes_attach(invoice_ids: list[int]) -> dict[int, Decimal]:
             sums[landed[cdr_id]] += amount
     for invoice_id, pks in by_invoice.items():
         CreditNote.objects.filter(pk__in=pks).update(invoice_id=invoice_id)
-    return sums
+    return sums, [pk for pks in by_invoice.values() for pk in pks]
 
 
 # --- PDFs --------------------------------------------------------------------------------
@@ -1262,23 +1265,25 @@ def credit_note_render_pdf(*, credit_note_id: int, force: bool = False) -> Credi
 
 
 def _pdf_render(queryset, pk: int, render, *, force: bool):
-    """Render the document ``pk`` of ``queryset`` once, as ``<number>.pdf`` at its fixed path.
+    """Render the document ``pk`` of ``queryset`` as ``<number>.pdf`` and point its row at it.
 
-    The row is locked while rendering, so the task and an on-demand render from the API (or a
-    retry) never both write: the second finds the PDF stored. A forced render replaces the
-    file at the same path rather than leaving the old one behind under another name.
+    Rendered outside any transaction (a big invoice takes a while; payments on it must not
+    wait). The row is then locked only to check again and store, so the task, a retry and an
+    on-demand render from the API store one PDF: the later one finds it there. A forced render
+    (the admin's "render again", a note attached to its invoice) stores the new file before the
+    row names it, and removes the old one only then: the row never names a missing file.
     """
-    with transaction.atomic():
-        document = queryset.select_for_update(of=("self",)).filter(pk=pk).first()
-        if document is None:
-            return None
-        if document.pdf and not force:
-            return document
-        content = render(document)
-        field = document.pdf.field
-        name = field.generate_filename(document, f"{document.number}.pdf")
-        if field.storage.exists(name):
-            field.storage.delete(name)
-        document.pdf.save(f"{document.number}.pdf", ContentFile(content), save=False)
-        type(document).objects.filter(pk=document.pk).update(pdf=document.pdf.name)
+    document = queryset.filter(pk=pk).first()
+    if document is None or (document.pdf and not force):
         return document
+    content = render(document)
+    with transaction.atomic():
+        locked = queryset.select_for_update(of=("self",)).filter(pk=pk).first()
+        if locked is None or (locked.pdf and not force):
+            return locked
+        old = locked.pdf.name
+        locked.pdf.save(f"{locked.number}.pdf", ContentFile(content), save=False)
+        type(locked).objects.filter(pk=pk).update(pdf=locked.pdf.name)
+    if old and old != locked.pdf.name:
+        locked.pdf.storage.delete(old)
+    return locked

@@ -249,6 +249,30 @@ def test_refund_recorded_through_the_admin(operator):
     assert operator.post(change, {**form, "amount": "0.01"}).status_code == 403  # never edited
 
 
+def test_a_refusal_when_saving_is_shown_and_nothing_is_saved(operator, monkeypatch):
+    """The form's check passed, then the service refused under its locks (as after a change
+    made meanwhile): simulated by a form whose check lets everything through."""
+    from billing import admin as billing_admin
+
+    invoice = invoices(1)[0]
+    cdr = Cdr.objects.get()
+    monkeypatch.setattr(billing_admin.services, "credit_note_check", lambda **kwargs: None)
+    add = reverse("admin:billing_creditnote_add")
+    response = operator.post(add, {"cdr": cdr.pk, "amount_excl_vat": "99", "reason": "x"}, follow=True)
+    assert response.status_code == 200
+    assert "Not saved: the credit must be positive" in response.content.decode()
+    assert not CreditNote.objects.exists()
+
+    monkeypatch.setattr(billing_admin.RefundForm, "check", staticmethod(lambda **kwargs: None))
+    form = {"invoice": invoice.pk, "amount": "1.00", "method": "bank_transfer", "reference": "R"}
+    form |= {"refunded_at_0": "2026-04-03", "refunded_at_1": "10:00"}
+    response = operator.post(reverse("admin:billing_refund_add"), form, follow=True)
+    assert "Not saved: the amount is more than what is owed back" in response.content.decode()
+    assert not Refund.objects.exists()
+    invoice.refresh_from_db()
+    assert invoice.amount_refunded == 0
+
+
 def test_credit_in_full_action(operator):
     invoices(1)
     cdr = Cdr.objects.get()

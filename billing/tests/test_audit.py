@@ -6,6 +6,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from accounts.models import AuditEntry, User
+from billing import services
 from billing.tests.test_invoicing import issued_invoice
 
 pytestmark = pytest.mark.django_db
@@ -52,6 +53,19 @@ def test_recording_a_payment_is_audited(operator):
     assert entry.object_id == str(invoice.pk)
     assert Decimal(entry.before["amount_paid"]) == 0
     assert Decimal(entry.after["amount_paid"]) == Decimal("1.00")
+
+
+def test_recording_a_refund_is_audited(operator):
+    invoice = services.invoice_mark_paid(invoice=issued_invoice())  # 3.57 paid
+    services.credit_note_create(cdr=invoice.lines.get().cdr, amount_excl_vat=Decimal("1.00"), reason="x")
+    refunded = client_for(operator).post(
+        f"/api/v1/invoices/{invoice.pk}/refunds/", {"amount": "1.19", "reference": "sepa-r"}, format="json"
+    )
+    assert refunded.status_code == 201, refunded.content
+    entry = AuditEntry.objects.get(action="invoice.refund")
+    assert entry.object_id == str(invoice.pk)
+    assert Decimal(entry.before["amount_refunded"]) == 0
+    assert Decimal(entry.after["amount_refunded"]) == Decimal("1.19")
 
 
 def test_voiding_an_invoice_is_audited(operator):

@@ -504,6 +504,25 @@ def test_refunds_refused(amount, reference):
     assert (invoice.amount_refunded, invoice.refunds.count()) == (Decimal("0.10"), 1)
 
 
+def test_a_note_after_a_full_refund_is_owed_back_again():
+    invoice = refundable_invoice()
+    services.refund_record(invoice=invoice, amount=Decimal("1.19"), reference="r1")
+    services.credit_note_create(cdr=invoice.lines.get().cdr, amount_excl_vat=Decimal("0.50"), reason="y")
+    invoice.refresh_from_db()  # 0.50 + 0.10 VAT (round_half_up(0.57 x 1.50 / 3.00) = 0.29, less 0.19)
+    assert (invoice.amount_credited, invoice.amount_refunded, invoice.amount_refundable) == (
+        Decimal("1.79"),
+        Decimal("1.19"),
+        Decimal("0.60"),
+    )
+    services.refund_record(invoice=invoice, amount=Decimal("0.60"), reference="r2")
+    invoice.refresh_from_db()
+    assert (invoice.amount_refunded, invoice.amount_refundable, invoice.status) == (
+        Decimal("1.79"),
+        Decimal("0"),
+        InvoiceStatus.PAID,
+    )
+
+
 def test_an_invoice_that_owes_nothing_back_takes_no_refund():
     invoice = issued_invoice()  # open, nothing paid
     with pytest.raises(RefundRefused, match="more than what is owed back"):
@@ -641,12 +660,15 @@ def test_a_credit_note_pdf_is_stored_once_and_the_note_enqueues_it_after_commit(
     before = stored.stat().st_mtime_ns
     services.credit_note_render_pdf(credit_note_id=note.pk)  # a retried task: nothing new
     assert (folder(), stored.stat().st_mtime_ns) == ([f"{note.number}.pdf"], before)
-    services.credit_note_render_pdf(credit_note_id=note.pk, force=True)  # replaced in place
+    # Forced (a note attached to its invoice later): the new file is stored, then the row
+    # names it, then the old one goes. One file, the one the row names.
+    services.credit_note_render_pdf(credit_note_id=note.pk, force=True)
     note.refresh_from_db()
-    assert (folder(), note.pdf.name) == (
-        [f"{note.number}.pdf"],
-        f"credit-notes/{stored.parent.name}/{stored.name}",
-    )
+    replaced = tmp_path / note.pdf.name
+    assert replaced != stored
+    assert folder() == [replaced.name]
+    assert replaced.name.startswith(note.number)
+    assert replaced.read_bytes().startswith(b"%PDF")
     assert services.credit_note_render_pdf(credit_note_id=note.pk + 1000) is None
 
 

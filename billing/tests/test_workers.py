@@ -8,7 +8,7 @@ the invoice-number counter inside the issuing transaction), then lets go or kill
 import os
 import signal
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import psycopg
@@ -23,6 +23,7 @@ from billing.tests.factories import (
     account_for_org,
     default_tariff,
 )
+from billing.tests.test_invoicing import _pdf_text
 from conftest import test_database_url
 from evcharge.celery import app as celery_app
 
@@ -201,9 +202,25 @@ def test_a_credit_note_pdf_is_rendered_by_a_worker_once_the_note_commits(celery_
     except AssertionError as error:
         raise AssertionError(f"{error}; worker log:\n{worker.output()}") from None
     note.refresh_from_db()
+    first = note.pdf.name
     try:
-        assert note.pdf.name == f"credit-notes/{note.number.split('-')[1]}/{note.number}.pdf"
+        assert first == f"credit-notes/{note.number.split('-')[1]}/{note.number}.pdf"
+        with default_storage.open(first, "rb") as handle:
+            assert "(The CDR is not invoiced yet" in _pdf_text(handle.read())
+        # The cycle invoices the CDR and attaches the note: the worker renders it again.
+        # (issued after the note, as in life: the cycle's clock is after the note's)
+        services.billing_cycle_run(now=datetime.now(UTC) + timedelta(days=62), render_pdfs=False)
+        invoice = Invoice.objects.get(account=accounts[0])
+        try:
+            wait_for(lambda: CreditNote.objects.get(pk=note.pk).pdf.name != first, 90, "the new PDF")
+        except AssertionError as error:
+            raise AssertionError(f"{error}; worker log:\n{worker.output()}") from None
+        note.refresh_from_db()
+        assert not default_storage.exists(first)
         with default_storage.open(note.pdf.name, "rb") as handle:
-            assert handle.read(4) == b"%PDF"
+            text = _pdf_text(handle.read())  # the sentence wraps: its two parts
+        assert "deducted on invoice" in text
+        assert invoice.number in text
     finally:
-        default_storage.delete(note.pdf.name)
+        for name in {first, note.pdf.name}:
+            default_storage.delete(name)
