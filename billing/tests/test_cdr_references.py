@@ -205,21 +205,42 @@ def test_sqlite_migrations_leave_every_billing_trigger_in_place(tmp_path: Path):
             db.execute(insert, list(columns.values()))
 
 
-SQLITE_TWO_CYCLES = """
+# A script run on a fresh, migrated SQLite file (the quick start's database): a 0.30/kWh,
+# 19 % default tariff and one organization with its account; the script prints its outcome as
+# JSON on its last line.
+SQLITE_PREAMBLE = """
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 import django
 django.setup()
 from django.core.management import call_command
 call_command("migrate", verbosity=0)
 from billing import services
-from billing.models import Invoice, UnbilledCdr
+from billing.models import Cdr, Invoice, UnbilledCdr
 from billing.tests.factories import (
     IdTokenFactory, OrganizationFactory, SessionFactory, account_for_org, default_tariff,
 )
 default_tariff(energy="0.30", vat="19")
 org = OrganizationFactory()
 account_for_org(org)
+"""
+
+
+def run_on_sqlite(script: str, tmp_path: Path) -> dict:
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'quickstart.sqlite3'}"}
+    done = subprocess.run(
+        [sys.executable, "-c", SQLITE_PREAMBLE + script],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+SQLITE_TWO_CYCLES = """
 for k in range(3):
     session = SessionFactory(
         id_token=IdTokenFactory(organization=org), meter_stop_wh=10_000 * (k + 1),
@@ -243,16 +264,7 @@ print(json.dumps({
 def test_sqlite_quick_start_bills_once_and_empties_the_queue(tmp_path: Path):
     """The embedded quick start's billing cycle on SQLite: one invoice, equal to its CDRs, and a
     second cycle finds nothing left (it used to fail: billed CDRs stayed in the queue)."""
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'quickstart.sqlite3'}"}
-    done = subprocess.run(
-        [sys.executable, "-c", SQLITE_TWO_CYCLES],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    outcome = run_on_sqlite(SQLITE_TWO_CYCLES, tmp_path)
     # 10 + 20 + 30 kWh x 0.30 = 18.00; VAT per CDR 0.57 + 1.14 + 1.71 = 3.42
     assert outcome == {
         "first": 1,
@@ -264,21 +276,6 @@ def test_sqlite_quick_start_bills_once_and_empties_the_queue(tmp_path: Path):
 
 
 SQLITE_SUMS = """
-import json
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-import django
-django.setup()
-from django.core.management import call_command
-call_command("migrate", verbosity=0)
-from billing import services
-from billing.models import Cdr, Invoice
-from billing.tests.factories import (
-    IdTokenFactory, OrganizationFactory, SessionFactory, account_for_org, default_tariff,
-)
-default_tariff(energy="0.30", vat="19")
-org = OrganizationFactory()
-account_for_org(org)
 start = datetime(2026, 3, 2, 10, tzinfo=UTC)
 for k in range(1, 41):  # 0.03 ... 1.20 excl. VAT: many sums a float gets wrong (0.1 + 0.02)
     session = SessionFactory(
@@ -306,16 +303,7 @@ print(json.dumps({
 def test_sqlite_keeps_every_cdr_and_takes_notes_and_refunds_whose_sums_a_float_gets_wrong(tmp_path: Path):
     """SQLite compares decimals as floats: 0.10 + 0.02 is not 0.12 there. The sum checks must
     still pass (a failed check made ``INSERT OR IGNORE`` drop about one CDR in five, silently)."""
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'quickstart.sqlite3'}"}
-    done = subprocess.run(
-        [sys.executable, "-c", SQLITE_SUMS],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    outcome = run_on_sqlite(SQLITE_SUMS, tmp_path)
     # 0.10 of the largest CDR (1.20 + 0.23 VAT): VAT round_half_up(0.23 x 0.10 / 1.20) = 0.02
     assert outcome == {
         "cdrs": 40,
