@@ -8,9 +8,10 @@ Both pipelines run in the same run over the same rows, in a database of their ow
   per-account invoice totals;
 - **evcharge**: ``billing.services.cdrs_create_for_sessions`` in batches of 2,000 sessions over
   a process pool (the same path the per-stop task and the sweep take: the pricing engine per
-  session, every CDR row with its priced periods written by ``COPY``), then
-  ``billing.services.billing_cycle_run`` (accounts in batches, one transaction each: lines from
-  the unbilled queue by ``INSERT … SELECT``, totals and VAT summed by the database,
+  session, every CDR row with its priced periods written by ``COPY``), then the billing cycle
+  as the hourly task fans it out to the workers: ``billing.services.billing_cycle_batches``,
+  then ``invoices_close_periods`` per batch over the same pool (one transaction per batch:
+  lines from the unbilled queue by ``INSERT … SELECT``, totals and VAT summed by the database,
   consecutive gapless numbers).
 
 It then checks that every account's invoice equals the SQL totals to the cent, runs the
@@ -238,8 +239,14 @@ def _price_batch(ids: list[int]) -> int:
     return cdrs_create_for_sessions(session_ids=ids)
 
 
+def _invoice_batch(account_ids: list[int]) -> int:
+    from billing.services import invoices_close_periods
+
+    return len(invoices_close_periods(account_ids=account_ids, now=CYCLE_NOW, render_pdf=False))
+
+
 def evcharge_pipeline() -> dict:
-    from billing.services import billing_cycle_run
+    from billing.services import billing_cycle_batches, cdrs_waiting_in_another_currency_report
     from chargers.models import ChargingSession
 
     started = time.perf_counter()
@@ -251,10 +258,15 @@ def evcharge_pipeline() -> dict:
     with multiprocessing.get_context("fork").Pool(WORKERS) as pool:
         cdrs = sum(pool.imap_unordered(_price_batch, batches))
     priced = time.perf_counter() - started
-    result = billing_cycle_run(now=CYCLE_NOW, render_pdfs=False)
+    # The hourly task's fan-out: one transaction per batch of accounts, on every worker.
+    batches = billing_cycle_batches(now=CYCLE_NOW)
+    connections.close_all()
+    with multiprocessing.get_context("fork").Pool(WORKERS) as pool:
+        invoices = sum(pool.imap_unordered(_invoice_batch, batches))
+    cdrs_waiting_in_another_currency_report()
     return {
         "cdrs": cdrs,
-        "invoices": len(result.invoices_created),
+        "invoices": invoices,
         "pricing_s": priced,
         "invoicing_s": time.perf_counter() - started - priced,
     }

@@ -408,9 +408,9 @@ class InvoiceAdmin(admin.ModelAdmin):
     def run_billing_view(self, request):
         if request.method != "POST" or not self.has_change_permission(request):
             return HttpResponseRedirect(reverse("admin:billing_invoice_changelist"))
-        from billing.tasks import billing_cycle_run
+        from billing.tasks import billing_cycle_fan_out
 
-        result = billing_cycle_run.delay()
+        result = billing_cycle_fan_out.delay()
         self.message_user(request, f"Billing run queued (task {result.id}); invoices appear as it completes.")
         return HttpResponseRedirect(reverse("admin:billing_invoice_changelist"))
 

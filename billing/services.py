@@ -901,28 +901,24 @@ def _invoices_write_issued(invoices: list[Invoice]) -> None:
         )
 
 
-def billing_cycle_run(*, now: datetime | None = None, render_pdfs: bool = True) -> CycleResult:
-    """Close the last period of every account with unbilled CDRs, in batches of accounts.
-
-    ``settings.BILLING_CYCLE_BATCH`` accounts per transaction (:func:`invoices_close_periods`).
-
-    Safe to run twice at once, to retry, or to rerun after a crash: each account's invoice is
-    made exactly once (account locks + unique constraints), committed batches are skipped.
-    """
-    now = now or timezone.now()
+def billing_cycle_batches(*, now: datetime) -> list[list[int]]:
+    """The accounts a cycle at ``now`` looks at (those with a CDR waiting that stopped before
+    it), in primary-key order, in batches of ``settings.BILLING_CYCLE_BATCH``: each batch is one
+    :func:`invoices_close_periods` transaction, run in turn (:func:`billing_cycle_run`) or one
+    Celery task each (``billing.tasks.billing_cycle_fan_out``)."""
     if connection.vendor == "postgresql":
         # CDRs arrive in bulk between cycles (a sweep can write a million): fresh planner
-        # statistics keep the set-based statements below on their indexes. Samples a bounded
-        # number of rows, so it costs the same on any table size.
+        # statistics keep the set-based statements of the batches on their indexes. Samples a
+        # bounded number of rows, so it costs the same on any table size.
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {UnbilledCdr._meta.db_table}")
     account_ids = list(selectors.accounts_with_unbilled_cdrs(before=now).values_list("pk", flat=True))
-    created = []
-    batch = settings.BILLING_CYCLE_BATCH
-    for i in range(0, len(account_ids), batch):
-        created += invoices_close_periods(
-            account_ids=account_ids[i : i + batch], now=now, render_pdf=render_pdfs
-        )
+    size = settings.BILLING_CYCLE_BATCH
+    return [account_ids[i : i + size] for i in range(0, len(account_ids), size)]
+
+
+def cdrs_waiting_in_another_currency_report() -> int:
+    """How many unbilled CDRs no invoice of their account can take (their currency), logged."""
     waiting = selectors.cdrs_waiting_in_another_currency().count()
     if waiting:
         logger.warning(
@@ -930,8 +926,26 @@ def billing_cycle_run(*, now: datetime | None = None, render_pdfs: bool = True) 
             "filter 'on an invoice': 'No: another currency than the account's')",
             waiting,
         )
+    return waiting
+
+
+def billing_cycle_run(*, now: datetime | None = None, render_pdfs: bool = True) -> CycleResult:
+    """Close the last period of every account with unbilled CDRs: every batch of
+    :func:`billing_cycle_batches` in turn, in this process (the beat task spreads them over
+    workers instead).
+
+    Safe to run twice at once, to retry, or to rerun after a crash: each account's invoice is
+    made exactly once (account locks + unique constraints), committed batches are skipped.
+    """
+    now = now or timezone.now()
+    batches = billing_cycle_batches(now=now)
+    created = []
+    for batch in batches:
+        created += invoices_close_periods(account_ids=batch, now=now, render_pdf=render_pdfs)
     return CycleResult(
-        accounts_seen=len(account_ids), invoices_created=created, other_currency_waiting=waiting
+        accounts_seen=sum(len(batch) for batch in batches),
+        invoices_created=created,
+        other_currency_waiting=cdrs_waiting_in_another_currency_report(),
     )
 
 

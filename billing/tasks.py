@@ -7,7 +7,7 @@ after a session's stop commits; keep the name and the argument.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from celery import shared_task
 from django.db import OperationalError
@@ -44,9 +44,41 @@ def cdr_sweep(grace_minutes: int = 10, lookback_hours: int | None = None) -> int
     )
 
 
+@shared_task(name="billing.tasks.billing_cycle_fan_out", bind=True, **RETRY)
+def billing_cycle_fan_out(self) -> dict:
+    """The hourly cycle: close the billing periods that ended, one task per batch of accounts.
+
+    The batches run on every free worker at once, each one transaction, and one batch that fails
+    is retried alone. They are sent to the queue this task came from and all close the periods
+    that ended before this task's "now", however late they run. Sent twice (a retry, "run
+    billing now" during the hourly run), every account is still invoiced once a period: each
+    batch skips what is invoiced already.
+    """
+    now = timezone.now()
+    batches = services.billing_cycle_batches(now=now)
+    queue = (self.request.delivery_info or {}).get("routing_key")
+    sent = [
+        billing_cycle_batch.apply_async(
+            kwargs={"account_ids": batch, "now": now.isoformat()}, **({"queue": queue} if queue else {})
+        )
+        for batch in batches
+    ]
+    return {
+        "accounts_seen": sum(len(batch) for batch in batches),
+        "batch_task_ids": [result.id for result in sent],
+        "other_currency_waiting": services.cdrs_waiting_in_another_currency_report(),
+    }
+
+
+@shared_task(name="billing.tasks.billing_cycle_batch", **RETRY)
+def billing_cycle_batch(account_ids: list[int], now: str) -> list[int]:
+    """One batch of the cycle (one transaction): the ids of the invoices it made."""
+    return services.invoices_close_periods(account_ids=account_ids, now=datetime.fromisoformat(now))
+
+
 @shared_task(name="billing.tasks.billing_cycle_run", **RETRY)
 def billing_cycle_run() -> dict:
-    """Close the billing periods that ended: one invoice per account and period, exactly once."""
+    """The whole cycle in this one task, batch after batch (the fan-out's work, in one worker)."""
     result = services.billing_cycle_run()
     return {
         "accounts_seen": result.accounts_seen,

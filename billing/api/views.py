@@ -355,9 +355,9 @@ class BillingRunView(APIView):
     api_area = "billing"
 
     def post(self, request):
-        from billing.tasks import billing_cycle_run
+        from billing.tasks import billing_cycle_fan_out
 
-        result = billing_cycle_run.delay()
+        result = billing_cycle_fan_out.delay()
         audit_record(
             actor=actor_for_request(request),
             action="billing.run",

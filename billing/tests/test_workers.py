@@ -8,6 +8,7 @@ the invoice-number counter inside the issuing transaction), then lets go or kill
 import os
 import signal
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -15,7 +16,7 @@ import psycopg
 import pytest
 
 from billing.models import BillingAccount, Cdr, Invoice, InvoiceLine, NumberCounter
-from billing.tasks import billing_cycle_run
+from billing.tasks import billing_cycle_fan_out, billing_cycle_run
 from billing.tests.factories import (
     IdTokenFactory,
     OrganizationFactory,
@@ -115,6 +116,42 @@ def test_two_workers_running_the_same_cycle_make_one_invoice_each(celery_worker_
         holder.rollback()
     outcomes = [r.get(timeout=120) for r in results]
     assert sum(len(o["invoices_created"]) for o in outcomes) == len(accounts)
+    assert_billed_exactly_once(accounts)
+
+
+def test_the_hourly_cycle_spreads_its_batches_over_the_workers_and_bills_once(celery_worker_factory):
+    accounts = accounts_with_cdrs(8)
+    queue = f"test-{uuid.uuid4().hex[:12]}"
+    # Two accounts per batch: (1, 2), (3, 4), (5, 6), (7, 8); two workers on one queue.
+    for _ in range(2):
+        celery_worker_factory(queue=queue, env={"BILLING_CYCLE_BATCH": "2"})
+    with (
+        psycopg.connect(test_database_url(), autocommit=False) as holder,
+        psycopg.connect(test_database_url(), autocommit=True) as probe,
+    ):
+        # The first batch waits on its first account: the other worker bills the three others.
+        holder.execute("SELECT id FROM billing_billingaccount WHERE id = %s FOR UPDATE", [accounts[0].pk])
+        first = billing_cycle_fan_out.apply_async(queue=queue)
+        wait_for(
+            lambda: Invoice.objects.count() == 6 and waiting_on_locks(probe) == 1,
+            what="three batches invoiced on one worker while the other waits",
+        )
+        # Sent again meanwhile (a retry, or "run billing now" during the hourly run): only the
+        # first two accounts still have CDRs waiting; their batch waits too, for the same account.
+        second = billing_cycle_fan_out.apply_async(queue=queue)
+        wait_for(lambda: waiting_on_locks(probe) == 2, what="both first batches waiting")
+        holder.rollback()
+        outcomes = [first.get(timeout=120), second.get(timeout=120)]
+    assert [o["accounts_seen"] for o in outcomes] == [8, 2]
+    made = [
+        [celery_app.AsyncResult(task_id).get(timeout=120) for task_id in o["batch_task_ids"]]
+        for o in outcomes
+    ]
+    assert [len(batches) for batches in made] == [4, 1]
+    assert sorted(pk for batches in made for ids in batches for pk in ids) == sorted(
+        Invoice.objects.values_list("pk", flat=True)
+    )
+    assert made[1] == [[]]  # the first run's batch invoiced those two first
     assert_billed_exactly_once(accounts)
 
 

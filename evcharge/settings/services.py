@@ -76,10 +76,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "evcharge.core.tasks.clear_expired_sessions",
         "schedule": timedelta(hours=6),
     },
-    # Closes ended billing periods (one invoice per account and period, exactly once); hourly
-    # so each account's local midnight is caught within the hour.
+    # Closes ended billing periods (one invoice per account and period, exactly once), one task
+    # per BILLING_CYCLE_BATCH accounts on any free worker; hourly so each account's local
+    # midnight is caught within the hour.
     "billing.cycle": {
-        "task": "billing.tasks.billing_cycle_run",
+        "task": "billing.tasks.billing_cycle_fan_out",
         "schedule": timedelta(hours=1),
     },
     # Prices finished sessions whose pricing message was lost (the OCPP side sends one per stop):
