@@ -348,8 +348,9 @@ class Cdr(models.Model):
     """
 
     # The four references below are checked by the database per statement, not per row
-    # (``db_constraint=False``; migration 0010): a trigger verifies and KEY SHARE-locks the rows
-    # a batch of new CDRs names, and the parents refuse deletion while a CDR names them.
+    # (``db_constraint=False``; migrations 0010, 0020): a trigger verifies the rows a batch of new
+    # CDRs names, and the parents refuse deletion while a CDR names them (a delete first takes
+    # the CDR table in SHARE mode, so it waits for CDR writers and they for it).
     session = models.OneToOneField(
         "chargers.ChargingSession", on_delete=models.PROTECT, related_name="cdr", db_constraint=False
     )
