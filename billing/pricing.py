@@ -329,12 +329,17 @@ def _display(value: mpq | int, per: int = 1) -> str:
         numerator, denominator = value, per
     else:  # Python ints: GMP's are slower to divide and format at this size
         numerator, denominator = int(value.numerator), int(value.denominator) * per
-    q, r = divmod(abs(numerator) * 1_000_000, denominator)
+    negative = numerator < 0
+    q, r = divmod((-numerator if negative else numerator) * 1_000_000, denominator)
     if 2 * r > denominator or (2 * r == denominator and q & 1):
         q += 1
-    whole, part = divmod(q, 1_000_000)
-    text = f"{whole}.{part:06d}".rstrip("0") if part else str(whole)
-    return f"-{text}" if numerator < 0 and q else text
+    if q < 1_000_000:  # no whole part: "0", "0.25"
+        text = f"0.{q:06d}".rstrip("0") if q else "0"
+    else:  # the digits of q with a point six from the end, trailing zeros dropped
+        digits = str(q)
+        part = digits[-6:].rstrip("0")
+        text = f"{digits[:-6]}.{part}" if part else digits[:-6]
+    return f"-{text}" if negative and q else text
 
 
 @functools.lru_cache(maxsize=1024)  # prices and rates: a few values, shown on every CDR
@@ -372,9 +377,12 @@ def _parts(value: mpq | int) -> tuple[int, int]:
     return int(value.numerator), int(value.denominator)
 
 
-def _quantize_half_even(value: mpq, places: int) -> Decimal:
+def _quantize_half_even(value: mpq | int, places: int) -> Decimal:
     """``value`` to ``places`` decimals, ties to even (Decimal's default), exactly."""
-    numerator, denominator = _parts(value)
+    return _quantize_ratio_half_even(*_parts(value), places)
+
+
+def _quantize_ratio_half_even(numerator: int, denominator: int, places: int) -> Decimal:
     q, r = divmod(abs(numerator) * 10**places, denominator)
     if 2 * r > denominator or (2 * r == denominator and q & 1):
         q += 1
@@ -383,12 +391,21 @@ def _quantize_half_even(value: mpq, places: int) -> Decimal:
 
 def _round(value: mpq | int, currency: str) -> Decimal:
     """``value`` rounded half-up (ties away from zero) to the currency's minor unit, exactly."""
-    numerator, denominator = _parts(value)
-    places = minor_unit(currency)
+    return _round_ratio(*_parts(value), minor_unit(currency))
+
+
+def _round_ratio(numerator: int, denominator: int, places: int) -> Decimal:
+    """``numerator / denominator`` rounded half-up (ties away from zero) to ``places``, exactly."""
     q, r = divmod(abs(numerator) * 10**places, denominator)
     if 2 * r >= denominator:
         q += 1
     return Decimal(-q if numerator < 0 else q).scaleb(-places)
+
+
+@functools.lru_cache(maxsize=256)
+def _integer_ratio(rate: Decimal) -> tuple[int, int]:
+    """A VAT rate as numerator and denominator (Python ints), worked out once."""
+    return rate.as_integer_ratio()
 
 
 def _require_aware(moment: datetime, name: str) -> None:
@@ -804,14 +821,27 @@ def price_session(
 def _vat_lines(
     tariff: Tariff, components: list[PricedComponent], cost_exact: mpq, total: Decimal, currency: str
 ) -> tuple[VatLine, ...]:
+    rates = {component.vat or _ZERO for component in components}
+    if cost_exact != 0 and len(rates) == 1:  # one rate (the usual case): its base is the total
+        if total == 0:
+            return ()
+        (rate,) = rates
+        numerator, denominator = total.as_integer_ratio()
+        rate_numerator, rate_denominator = _integer_ratio(rate)
+        places = minor_unit(currency)
+        return (
+            VatLine(
+                rate=_rate_decimal(rate),
+                base=_quantize_ratio_half_even(numerator, denominator, places + 2),
+                amount=_round_ratio(numerator * rate_numerator, denominator * rate_denominator * 100, places),
+            ),
+        )
     by_rate: dict[Decimal, mpq] = {}  # VAT percentage -> exact cost at that rate
     for component in components:
         rate = component.vat or _ZERO
         by_rate[rate] = by_rate.get(rate, 0) + component.cost
     total_f = _frac(total)
-    if cost_exact != 0 and len(by_rate) == 1:
-        bases = dict.fromkeys(by_rate, total_f)  # one rate: its share is the whole total
-    elif cost_exact != 0:
+    if cost_exact != 0:
         bases = {rate: cost * total_f / cost_exact for rate, cost in by_rate.items()}
     elif total_f != 0:
         first = tariff.elements[0].price_components[0]
