@@ -17,7 +17,9 @@ An insert that started first: the delete waits for it, then sees its CDRs (read 
 each statement of the trigger takes a new snapshot) and is refused. A delete that started
 first: the insert waits for the table until it ends, then its check finds the row gone. The
 outcome is 0010's; only who waits differs. (Deleting a parent pauses CDR writes for as long
-as that transaction lasts.) SQLite (the quick start) runs one writer at a time: its row
+as that transaction lasts, and the deleting role needs the UPDATE, DELETE or TRUNCATE
+privilege on ``billing_cdr`` that ``SHARE`` mode asks for: the tables' owner, which the
+project's one database role is.) SQLite (the quick start) runs one writer at a time: its row
 triggers stay as they are.
 """
 
