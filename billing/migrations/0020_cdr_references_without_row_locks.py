@@ -60,23 +60,6 @@ $$ LANGUAGE plpgsql;
         for table, column, nullable in REFERENCES.PARENTS
     )
 )
-PARENT = """
--- TG_ARGV[0]: the CDR column that names the parent table the trigger is on.
-CREATE OR REPLACE FUNCTION billing_cdr_parent_refuse_delete() RETURNS trigger AS $$
-DECLARE
-    named boolean;
-BEGIN
-    -- Wait for the transactions writing CDRs, and hold new ones off until this one ends.
-    LOCK TABLE billing_cdr IN SHARE MODE;
-    EXECUTE format('SELECT EXISTS (SELECT 1 FROM billing_cdr WHERE %I = $1)', TG_ARGV[0]) INTO named USING OLD.id;
-    IF named THEN
-        RAISE EXCEPTION '% % cannot be deleted: a CDR names it', TG_TABLE_NAME, OLD.id
-            USING ERRCODE = 'foreign_key_violation';
-    END IF;
-    RETURN OLD;
-END;
-$$ LANGUAGE plpgsql;
-"""
 
 
 def _functions_0010() -> list[str]:
@@ -84,6 +67,17 @@ def _functions_0010() -> list[str]:
     check, rest = REFERENCES.POSTGRESQL.split("CREATE TRIGGER billing_cdr_references", 1)
     parent = rest[rest.index("CREATE FUNCTION billing_cdr_parent_refuse_delete") :]
     return [text.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION") for text in (check, parent)]
+
+
+# 0010's parent function with the table lock first.
+PARENT = _functions_0010()[1].replace(
+    "BEGIN\n",
+    "BEGIN\n"
+    "    -- Wait for the transactions writing CDRs, and hold new ones off until this one ends.\n"
+    "    LOCK TABLE billing_cdr IN SHARE MODE;\n",
+    1,
+)
+assert "LOCK TABLE" in PARENT
 
 
 def _run(statements):
