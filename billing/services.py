@@ -756,8 +756,14 @@ def _catch_up_invoices(*, account: BillingAccount, last_closed: tuple[datetime, 
     return due
 
 
-def invoices_close_periods(*, account_ids: list[int], now: datetime, render_pdf: bool = True) -> list[int]:
+def invoices_close_periods(
+    *, account_ids: list[int], now: datetime, render_pdf: bool = True, issued_at: datetime | None = None
+) -> list[int]:
     """Turn these accounts' unbilled CDRs into the invoices of their closed periods, once.
+
+    ``now`` decides which periods are closed; ``issued_at`` (default ``now``) is the invoices'
+    issue (and paid) time and the year of their numbers: a fan-out batch that runs late closes
+    the periods of its cycle but is issued, and numbered, when it runs.
 
     Normally that is one invoice per account, for its last closed period; an account with CDRs
     from periods the cycle missed gets one per such period (``_catch_up_invoices``).
@@ -829,7 +835,8 @@ def invoices_close_periods(*, account_ids: list[int], now: datetime, render_pdf:
             raise RuntimeError(f"invoices without lines: {sorted(set(ids) - set(totals))}")
         vat_by_invoice = _vat_breakdowns(invoices=invoices, sums=sums)
         credited, attached = _credit_notes_attach(ids)  # notes made before their CDRs were invoiced
-        issued_year = now.astimezone(UTC).year
+        issued_at = issued_at or now
+        issued_year = issued_at.astimezone(UTC).year
         numbers = numbers_take(series=NumberSeries.INVOICE, year=issued_year, count=len(invoices))
         for invoice, number in zip(invoices, numbers, strict=True):
             invoice.total_excl_vat, invoice.total_vat, invoice.total_incl_vat = totals[invoice.pk]
@@ -838,8 +845,8 @@ def invoices_close_periods(*, account_ids: list[int], now: datetime, render_pdf:
             _transition(invoice, InvoiceStatus.OPEN)
             if invoice.amount_due == 0:  # nothing owed: a zero total, or credited in full
                 _transition(invoice, InvoiceStatus.PAID)
-                invoice.paid_at = now
-            invoice.issued_at = now
+                invoice.paid_at = issued_at
+            invoice.issued_at = issued_at
             invoice.number = number
             invoice.updated_at = timezone.now()
         _invoices_write_issued(invoices)

@@ -50,12 +50,15 @@ def billing_cycle_fan_out(self) -> dict:
 
     The batches run on every free worker at once, each one transaction, and one batch that fails
     is retried alone. They are sent to the queue this task came from and all close the periods
-    that ended before this task's "now", however late they run. Sent twice (a retry, "run
+    that ended before this task's "now", however late they run (issued, and numbered, when
+    they run). Sent twice (a retry, "run
     billing now" during the hourly run), every account is still invoiced once a period: each
     batch skips what is invoiced already.
     """
     now = timezone.now()
     batches = services.billing_cycle_batches(now=now)
+    # Before sending: a retry for a failure here must not send every batch again.
+    other_currency_waiting = services.cdrs_waiting_in_another_currency_report()
     queue = (self.request.delivery_info or {}).get("routing_key")
     sent = [
         billing_cycle_batch.apply_async(
@@ -66,14 +69,17 @@ def billing_cycle_fan_out(self) -> dict:
     return {
         "accounts_seen": sum(len(batch) for batch in batches),
         "batch_task_ids": [result.id for result in sent],
-        "other_currency_waiting": services.cdrs_waiting_in_another_currency_report(),
+        "other_currency_waiting": other_currency_waiting,
     }
 
 
 @shared_task(name="billing.tasks.billing_cycle_batch", **RETRY)
 def billing_cycle_batch(account_ids: list[int], now: str) -> list[int]:
-    """One batch of the cycle (one transaction): the ids of the invoices it made."""
-    return services.invoices_close_periods(account_ids=account_ids, now=datetime.fromisoformat(now))
+    """One batch of the cycle (one transaction): the ids of the invoices it made. It closes the
+    periods that ended before the fan-out's ``now``; its invoices are issued when it runs."""
+    return services.invoices_close_periods(
+        account_ids=account_ids, now=datetime.fromisoformat(now), issued_at=timezone.now()
+    )
 
 
 @shared_task(name="billing.tasks.billing_cycle_run", **RETRY)

@@ -17,7 +17,9 @@ An insert that started first: the delete waits for it, then sees its CDRs (read 
 each statement of the trigger takes a new snapshot) and is refused. A delete that started
 first: the insert waits for the table until it ends, then its check finds the row gone. The
 outcome is 0010's; only who waits differs. (Deleting a parent pauses CDR writes for as long
-as that transaction lasts, and the deleting role needs the UPDATE, DELETE or TRUNCATE
+as that transaction lasts; a delete waits at most 5 s for the table and is then refused,
+"try again": ``SHARE`` also waits for a vacuum of ``billing_cdr``, and CDR writers queue behind
+a waiting delete. The deleting role needs the UPDATE, DELETE or TRUNCATE
 privilege on ``billing_cdr`` that ``SHARE`` mode asks for: the tables' owner, which the
 project's one database role is.) SQLite (the quick start) runs one writer at a time: its row
 triggers stay as they are.
@@ -69,13 +71,28 @@ def _functions_0010() -> list[str]:
     return [text.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION") for text in (check, parent)]
 
 
-# 0010's parent function with the table lock first.
-PARENT = _functions_0010()[1].replace(
-    "BEGIN\n",
-    "BEGIN\n"
-    "    -- Wait for the transactions writing CDRs, and hold new ones off until this one ends.\n"
-    "    LOCK TABLE billing_cdr IN SHARE MODE;\n",
-    1,
+# 0010's parent function with the table lock first, waited for at most LOCK_WAIT: a CDR writer
+# that stays open, or a vacuum of billing_cdr that does not give way (one against transaction
+# id wraparound), would otherwise hold the delete, and every CDR writer queued behind it.
+LOCK_WAIT = "5s"
+PARENT = (
+    _functions_0010()[1]
+    .replace("    named boolean;\n", "    named boolean;\n    timeout text := current_setting('lock_timeout');\n", 1)
+    .replace(
+        "BEGIN\n",
+        f"""BEGIN
+    -- Wait for the transactions writing CDRs, and hold new ones off until this one ends.
+    PERFORM set_config('lock_timeout', '{LOCK_WAIT}', true);
+    BEGIN
+        LOCK TABLE billing_cdr IN SHARE MODE;
+    EXCEPTION WHEN lock_not_available THEN
+        RAISE EXCEPTION '% % cannot be deleted now: CDRs are being written or their table vacuumed; try again',
+            TG_TABLE_NAME, OLD.id USING ERRCODE = 'lock_not_available';
+    END;
+    PERFORM set_config('lock_timeout', timeout, true);
+""",
+        1,
+    )
 )
 assert "LOCK TABLE" in PARENT
 

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import psycopg
@@ -159,6 +160,26 @@ def test_a_tariff_delete_racing_a_cdr_insert_is_refused_whichever_starts_first(f
 
 
 @pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_delete_that_cannot_take_the_cdr_table_soon_is_refused_after_a_short_wait():
+    """A vacuum holds billing_cdr (SHARE UPDATE EXCLUSIVE, which SHARE waits for): the delete
+    waits a few seconds, then is refused with "try again", and the row is still there."""
+    bare = Tariff.objects.create(ocpi_id="WAIT", currency="EUR")  # no CDR names it
+    with (
+        psycopg.connect(test_database_url()) as vacuum,
+        psycopg.connect(test_database_url(), autocommit=True) as deleter,
+    ):
+        vacuum.execute("LOCK TABLE billing_cdr IN SHARE UPDATE EXCLUSIVE MODE")
+        started = time.monotonic()
+        with pytest.raises(psycopg.errors.LockNotAvailable, match="cannot be deleted now"):
+            deleter.execute("DELETE FROM billing_tariff WHERE id = %s", [bare.pk])
+        waited = time.monotonic() - started
+        vacuum.rollback()
+        deleter.execute("DELETE FROM billing_tariff WHERE id = %s", [bare.pk])  # free again: goes
+    assert 4 < waited < 30
+    assert not Tariff.objects.filter(pk=bare.pk).exists()
+
+
 def test_sqlite_migrations_leave_every_billing_trigger_in_place(tmp_path: Path):
     """Table rebuilds on SQLite drop a table's triggers; the quick start must still have them all."""
     database = tmp_path / "quickstart.sqlite3"

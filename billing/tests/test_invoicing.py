@@ -190,6 +190,27 @@ def test_missed_periods_get_an_invoice_each_and_late_cdrs_the_next_one():
     ]
 
 
+def test_a_fan_out_batch_that_runs_late_closes_its_cycles_periods_and_is_issued_when_it_runs():
+    from billing.tasks import billing_cycle_batch
+
+    default_tariff()
+    org = OrganizationFactory()
+    account = account_for_org(org)
+    march = cdr_for(org, started_at=datetime(2026, 3, 10, 10, tzinfo=UTC))
+    april = cdr_for(org, started_at=datetime(2026, 4, 10, 10, tzinfo=UTC))
+    # Sent by the cycle of 1 April 01:00, run months later (a backlog, a redelivery).
+    before = datetime.now(UTC)
+    made = billing_cycle_batch(account_ids=[account.pk], now="2026-04-01T01:00:00+00:00")
+    invoice = Invoice.objects.get()
+    assert made == [invoice.pk]
+    assert invoice.period_start == datetime(2026, 3, 1, tzinfo=UTC)  # March only, as of its cycle
+    assert list(invoice.lines.values_list("cdr_id", flat=True)) == [march.pk]
+    assert UnbilledCdr.objects.filter(cdr_id=april.pk).exists()  # April waits for its own cycle
+    assert before <= invoice.issued_at <= datetime.now(UTC)  # issued when it ran
+    assert invoice.number == f"INV-{invoice.issued_at.year}-000001"
+    assert billing_cycle_batch(account_ids=[account.pk], now="2026-04-01T01:00:00+00:00") == []
+
+
 def test_open_period_is_not_invoiced():
     default_tariff()
     org = OrganizationFactory()
