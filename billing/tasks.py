@@ -51,9 +51,8 @@ def billing_cycle_fan_out(self) -> dict:
     The batches run on every free worker at once, each one transaction, and one batch that fails
     is retried alone. They are sent to the queue this task came from and all close the periods
     that ended before this task's "now", however late they run (issued, and numbered, when
-    they run). Sent twice (a retry, "run
-    billing now" during the hourly run), every account is still invoiced once a period: each
-    batch skips what is invoiced already.
+    they run). Sent twice (a retry, "run billing now" during the hourly run), every account is
+    still invoiced once a period: each batch skips what is invoiced already.
     """
     now = timezone.now()
     batches = services.billing_cycle_batches(now=now)
