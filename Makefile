@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/evcharge
 TEST_REDIS_URL    ?= redis://127.0.0.1:6379/1
 
-.PHONY: run test lint format bench install install-dev clean
+.PHONY: run test lint format bench install install-dev native clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,15 +21,19 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
-install: $(VENV)/.installed
-install-dev: $(VENV)/.installed-dev
+install: $(VENV)/.installed native
+install-dev: $(VENV)/.installed-dev native
+
+## native: the native pricing core (C; optional: without gcc the Python engine prices everything)
+native: $(VENV)/.installed
+	$(BIN)/python -m billing.native.build
 
 ## run: the whole platform on http://127.0.0.1:8000, no servers needed (SQLite, file broker)
-run: $(VENV)/.installed
+run: $(VENV)/.installed native
 	DEBUG=$${DEBUG:-1} LOG_FORMAT=$${LOG_FORMAT:-text} $(BIN)/python manage.py runplatform
 
 ## test: the whole suite against PostgreSQL and Redis
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev native
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 		SECRET_KEY=$${SECRET_KEY:-insecure-test-only-key-not-for-production-use} $(BIN)/pytest $(PYTEST_ARGS)
 
@@ -42,9 +46,9 @@ format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .
 
 ## bench: the benchmarks under bench/, each printing a table against its baseline
-bench: $(VENV)/.installed-dev
+bench: $(VENV)/.installed-dev native
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 		SECRET_KEY=$${SECRET_KEY:-insecure-bench-only-key-not-for-production-use} $(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache
+	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache billing/_pricing_core*.so

@@ -12,6 +12,10 @@ twice every 7 minutes: each crossing is a cut and a new period, since prices cha
 The same tariff with its threshold at 50 kW shows a power restriction that is not crossed:
 then readings cut only where charging starts or stops.
 The baseline is the same tariff on a session with no meter values but its start and stop.
+
+Two columns of time: the Python engine with its CDR JSON (``cdr_form(price_session(...))``)
+and the CDR path (``price_session_cdr``), which hands a session to the native core when the
+tariff is in its scope (the time-of-day tariff; power restrictions are priced in Python).
 """
 
 from __future__ import annotations
@@ -21,8 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 from bench.billing_bench import TARIFF
 from billing.ocpi import tariff_from_ocpi
-from billing.pricing import Reading, price_session
-from billing.services import _dumps
+from billing.pricing import Reading, cdr_form, native_available, price_session, price_session_cdr
 
 READINGS = (0, 60, 240, 480)
 START = datetime(2026, 10, 5, 14, 7, tzinfo=UTC)  # 16:07 in Berlin (CEST)
@@ -59,21 +62,35 @@ def _session(minutes: int) -> tuple[datetime, list[Reading]]:
     return readings[-1].timestamp, readings
 
 
-def _time(tariff, minutes: int) -> tuple[float, int, int]:
+def _time(tariff, minutes: int) -> tuple[float, float, int, int]:
+    """ms per session: the engine with its JSON, and the CDR path; periods; JSON bytes."""
     stop, readings = _session(minutes)
+    args = {
+        "tariff": tariff,
+        "started_at": START,
+        "stopped_at": stop,
+        "meter_start_wh": 0,
+        "readings": readings,
+        "time_zone": "Europe/Berlin",
+    }
     repeats = max(20, 4000 // max(minutes, 1))
     started = time.perf_counter()
     for _ in range(repeats):
-        priced = price_session(
-            tariff=tariff, started_at=START, stopped_at=stop, meter_start_wh=0, readings=readings,
-            time_zone="Europe/Berlin",
-        )  # fmt: skip
-        text = _dumps(priced.as_json())
-    return (time.perf_counter() - started) / repeats * 1000, len(priced.periods), len(text)
+        priced = price_session(**args)
+        engine = cdr_form(priced)
+    engine_ms = (time.perf_counter() - started) / repeats * 1000
+    started = time.perf_counter()
+    for _ in range(repeats):
+        cdr = price_session_cdr(**args)
+    cdr_ms = (time.perf_counter() - started) / repeats * 1000
+    assert cdr == engine, "the CDR path must price as the engine"
+    return engine_ms, cdr_ms, len(priced.periods), len(cdr.pricing)
 
 
 def run() -> None:
-    header = f"{'ms/session':>11} {'x start/stop':>13} {'periods':>8} {'CDR JSON B':>11}"
+    print(f"native pricing core: {'built' if native_available() else 'not built (Python engine only)'}")
+    header = f"{'engine ms':>10} {'x start/stop':>13} {'CDR path ms':>12} {'engine/CDR':>11}"
+    header += f" {'periods':>8} {'JSON B':>7}"
     print(f"{'tariff':22} {'meter values':>12} {header}")
     for name, data in (
         ("time of day (bench)", TARIFF),
@@ -83,6 +100,9 @@ def run() -> None:
         tariff = tariff_from_ocpi(data)
         baseline = None
         for minutes in READINGS:
-            ms, periods, size = _time(tariff, minutes)
-            baseline = baseline or ms
-            print(f"{name:22} {minutes:12,} {ms:11.3f} {ms / baseline:13.1f} {periods:8} {size:11,}")
+            engine_ms, cdr_ms, periods, size = _time(tariff, minutes)
+            baseline = baseline or engine_ms
+            print(
+                f"{name:22} {minutes:12,} {engine_ms:10.3f} {engine_ms / baseline:13.1f} {cdr_ms:12.3f}"
+                f" {engine_ms / cdr_ms:11.1f} {periods:8} {size:7,}"
+            )

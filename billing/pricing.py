@@ -23,15 +23,17 @@ from __future__ import annotations
 
 import functools
 import math
+from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, localcontext
 from itertools import pairwise
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
+import orjson
 from gmpy2 import mpq
 
 from evcharge.core.money import Money, minor_unit, round_half_up
@@ -182,6 +184,7 @@ class Tariff:
     min_price: Decimal | None = None  # excl. VAT
     max_price: Decimal | None = None
     plan: _Plan = field(init=False, repr=False, compare=False)
+    native: Any = field(init=False, repr=False, compare=False)  # the native core's form, or None
 
     def __post_init__(self) -> None:
         Money.zero(self.currency)  # refuses an unknown currency
@@ -190,6 +193,7 @@ class Tariff:
         if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
             raise PricingError("min_price is above max_price")
         object.__setattr__(self, "plan", _plan(self.elements))
+        object.__setattr__(self, "native", _native_tariff(self))
 
 
 @dataclass(frozen=True, slots=True)
@@ -862,3 +866,252 @@ def _vat_lines(
             )
         )
     return tuple(lines)
+
+
+# --- the CDR form, and the native core ------------------------------------------------------
+# The CDR path prices a million sessions a run. For the tariffs and readings most sessions
+# have, a C core (billing/native/pricing_core.c) computes the same result as the engine above
+# and writes the CDR's JSON text itself: no Python object per period. It is optional: without
+# it (no compiler), or out of its scope, or on an overflow of its 128-bit arithmetic, the
+# engine above prices the session. billing/tests/test_pricing_native.py holds the two to the
+# same output, byte for byte, on random tariffs and sessions.
+
+try:
+    from billing import _pricing_core
+except ImportError:  # not built: the Python engine prices everything
+    _pricing_core = None
+
+_NATIVE_KINDS = (ENERGY, TIME, PARKING_TIME, FLAT)  # the core's order
+# Restrictions the core does not evaluate: a tariff with any of them is priced in Python.
+_NOT_NATIVE = ("min_kwh", "max_kwh", "min_duration", "max_duration", "min_power", "max_power")
+_EPOCH_DATE = date(1970, 1, 1)
+
+
+class CdrPricing(NamedTuple):
+    """A priced session as a CDR row keeps it."""
+
+    pricing: str  # PricedSession.as_json(), as compact JSON text
+    energy_wh: int  # rounded half-up
+    energy_kwh: Decimal
+    time_hours: Decimal
+    parking_time_hours: Decimal
+    currency: str
+    total_excl: Decimal
+    total_vat: Decimal
+    total_incl: Decimal
+    vat: str  # the VAT lines, as JSON text
+    vat_rate: str | None  # the rate, when there is one VAT line
+
+
+def native_available() -> bool:
+    """Whether the native core is built (``make install`` builds it when gcc is there)."""
+    return _pricing_core is not None
+
+
+def price_session_cdr(
+    *,
+    tariff: Tariff,
+    started_at: datetime,
+    stopped_at: datetime,
+    meter_start_wh: Decimal | int,
+    readings: Sequence[Reading],
+    time_zone: str,
+) -> CdrPricing:
+    """:func:`price_session` in the form a CDR row keeps; the same arguments and errors.
+
+    The native core prices the session when the tariff and readings are in its scope, else
+    the engine does; the output is the same either way."""
+    if tariff.native is not None:
+        cdr = _price_native(tariff, started_at, stopped_at, meter_start_wh, readings, time_zone)
+        if cdr is not None:
+            return cdr
+    return cdr_form(
+        price_session(
+            tariff=tariff,
+            started_at=started_at,
+            stopped_at=stopped_at,
+            meter_start_wh=meter_start_wh,
+            readings=readings,
+            time_zone=time_zone,
+        )
+    )
+
+
+def cdr_form(priced: PricedSession) -> CdrPricing:
+    """The engine's result in the form a CDR row keeps."""
+    pricing = priced.as_json()
+    vat = pricing["vat"]
+    return CdrPricing(
+        pricing=orjson.dumps(pricing).decode(),
+        energy_wh=int((2 * priced.energy_wh + 1) // 2),
+        energy_kwh=Decimal(pricing["total_energy_kwh"]),
+        time_hours=Decimal(pricing["total_time_hours"]),
+        parking_time_hours=Decimal(pricing["total_parking_time_hours"]),
+        currency=priced.currency,
+        total_excl=priced.total_excl.amount,
+        total_vat=priced.total_vat.amount,
+        total_incl=priced.total_incl.amount,
+        vat=orjson.dumps(vat).decode(),
+        vat_rate=vat[0]["rate"] if len(vat) == 1 else None,
+    )
+
+
+def _whole(value) -> int | None:
+    """A reading as an int, or None when it is not a whole number (the core takes whole Wh)."""
+    if type(value) is int:
+        return value
+    try:
+        numerator, denominator = value.as_integer_ratio()
+    except (AttributeError, ValueError, OverflowError):
+        return None
+    return numerator if denominator == 1 else None
+
+
+def _price_native(tariff, started_at, stopped_at, meter_start_wh, readings, time_zone) -> CdrPricing | None:
+    """The session priced by the native core, or None: out of its scope, an overflow, or an
+    input the engine refuses (then the engine raises its own error)."""
+    meter_start = _whole(meter_start_wh)
+    if meter_start is None or started_at.utcoffset() is None or stopped_at.utcoffset() is None:
+        return None
+    if stopped_at < started_at:
+        return None
+    try:
+        zone = ZoneInfo(time_zone)
+    except (KeyError, ValueError):
+        return None
+    duration_us = _micros(stopped_at - started_at)
+    points = []
+    for reading in readings:
+        wh = _whole(reading.wh)
+        if wh is None or reading.timestamp.utcoffset() is None:
+            return None
+        t = _micros(reading.timestamp - started_at)
+        points.append((0 if t < 0 else duration_us if t > duration_us else t, wh - meter_start))
+    start_us = _micros(started_at - _EPOCH)
+    plan = tariff.plan
+    local = None
+    if plan.needs_local:
+        local = _native_zone(
+            zone, start_us // _US_PER_DAY, (start_us + duration_us) // _US_PER_DAY, plan.times_of_day
+        )
+    try:
+        out = _pricing_core.price(tariff.native, start_us, duration_us, points, local)
+    except OverflowError:  # a reading beyond 64 bits
+        return None
+    if out is None:  # an overflow of its arithmetic
+        return None
+    pricing, energy_wh, kwh, time_hours, parking_hours, excl, vat_amount, incl, vat, rate = out
+    return CdrPricing(
+        pricing,
+        energy_wh,
+        Decimal(kwh),
+        Decimal(time_hours),
+        Decimal(parking_hours),
+        tariff.currency,
+        Decimal(excl),
+        Decimal(vat_amount),
+        Decimal(incl),
+        vat,
+        rate,
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _native_zone(zone: ZoneInfo, first_utc_day: int, last_utc_day: int, times: tuple[time, ...]):
+    """For sessions within these UTC days: the epoch µs where local time reaches one of
+    ``times`` or the offset changes (as the engine cuts), the offset changes, and the UTC offset
+    (µs) before the first change and after each, as int64 bytes for the core."""
+    changes = [
+        change
+        for day in range(first_utc_day, last_utc_day + 1)
+        for change in _offset_changes_on(zone, _EPOCH_DATE + timedelta(days=day))
+    ]
+    starts = [_EPOCH + timedelta(days=first_utc_day)] + [_EPOCH + timedelta(microseconds=c) for c in changes]
+    offsets = [_micros(moment.astimezone(zone).utcoffset()) for moment in starts]
+    instants = _local_instants_us(zone, first_utc_day, last_utc_day, times)
+    return tuple(array("q", values).tobytes() for values in (instants, changes, offsets))
+
+
+def _micro_of_day(moment: time | None) -> int:
+    if moment is None:
+        return 0
+    return ((moment.hour * 60 + moment.minute) * 60 + moment.second) * 1_000_000 + moment.microsecond
+
+
+def _native_tariff(tariff: Tariff):
+    """The tariff in the native core's form (see compile_tariff in its source), or None: no
+    core, or a restriction or number outside its scope."""
+    if _pricing_core is None:
+        return None
+    elements = tariff.elements
+    if any(getattr(e.restrictions, name) is not None for e in elements for name in _NOT_NATIVE):
+        return None
+    restrictions = []
+    for element in elements:
+        r = element.restrictions
+        restrictions.append(
+            (
+                int(r.start_time is not None or r.end_time is not None),
+                _micro_of_day(r.start_time),
+                _micro_of_day(r.end_time),
+                int(r.start_date is not None),
+                (r.start_date - _EPOCH_DATE).days if r.start_date is not None else 0,
+                int(r.end_date is not None),
+                (r.end_date - _EPOCH_DATE).days if r.end_date is not None else 0,
+                sum(1 << DAYS.index(day) for day in r.day_of_week),
+                int(r.reservation is not None),
+            )
+        )
+    rate_ids: dict[Decimal, int] = {}  # keyed by value, as the engine groups VAT (19 == 19.00)
+    rates = []
+
+    def rate_id(vat: Decimal | None) -> int:
+        rate = vat or _ZERO
+        if rate not in rate_ids:
+            rate_ids[rate] = len(rates)
+            rates.append((*_integer_ratio(rate), plain(_rate_decimal(rate)).encode()))
+        return rate_ids[rate]
+
+    candidates = []
+    for kind in _NATIVE_KINDS:
+        listed = []
+        for index, component, restricted in tariff.plan.candidates[kind]:
+            fields = (kind, index, component.price, component.vat)
+            if kind == FLAT:  # the same for every session: all of it, here
+                json = orjson.dumps(_component_json(*fields, 1, _fraction_of(component.price)))
+            else:  # the core writes the volume and cost after this
+                json = orjson.dumps(_component_json(*fields, 0, 0))
+                json = json[: json.index(b'"volume":')] + b'"volume":"'
+            listed.append(
+                (
+                    index,
+                    -1 if restricted is None else index,
+                    *component.price.as_integer_ratio(),
+                    rate_id(component.vat),
+                    component.step_size,
+                    json,
+                )
+            )
+        candidates.append(listed)
+    first_rate = rate_id(elements[0].price_components[0].vat)
+    places = minor_unit(tariff.currency)
+    bounds = [
+        None
+        if bound is None
+        else (*bound.as_integer_ratio(), int(round_half_up(bound, tariff.currency).scaleb(places)))
+        for bound in (tariff.min_price, tariff.max_price)
+    ]
+    head = orjson.dumps({"currency": tariff.currency})[:-1] + b',"charging_periods":['
+    try:  # None when a price, rate or bound does not fit in 64 bits
+        return _pricing_core.compile_tariff(
+            places,
+            int(tariff.plan.needs_local),
+            head,
+            restrictions,
+            tuple(candidates),
+            rates,
+            first_rate,
+            *bounds,
+        )
+    except OverflowError:  # a step size beyond 64 bits
+        return None

@@ -1,0 +1,270 @@
+"""The native pricing core against the Python engine: the same CDR, byte for byte.
+
+``price_session_cdr`` hands a session to the C core (billing/native/pricing_core.c) when the
+tariff and readings are in its scope. These properties hold the core to ``cdr_form(price_session
+(...))`` on random tariffs and sessions (the reference test's strategies: every restriction kind,
+DST changes inside sessions, four currencies, min/max, several VAT rates, step sizes): inside
+its scope the core must answer, and answer the same; outside, the engine answers.
+
+Without the core (no compiler) these are skipped, unless ``EVCHARGE_REQUIRE_NATIVE`` is set, as
+CI sets it: there a missing core is a failure.
+"""
+
+import os
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from billing import pricing
+from billing.ocpi import tariff_from_ocpi
+from billing.tests.test_pricing_reference import ZONES, elements, sessions, tariffs
+
+if not pricing.native_available():
+    if os.environ.get("EVCHARGE_REQUIRE_NATIVE"):
+        pytest.fail("the native pricing core is not built (python -m billing.native.build --require)")
+    pytest.skip("the native pricing core is not built", allow_module_level=True)
+
+_NOT_NATIVE = ("min_kwh", "max_kwh", "min_duration", "max_duration", "min_power", "max_power")
+
+
+def _in_scope(element: dict) -> dict:
+    """``element`` without the restrictions the core does not evaluate."""
+    restrictions = {k: v for k, v in element.get("restrictions", {}).items() if k not in _NOT_NATIVE}
+    kept = {"price_components": element["price_components"]}
+    if restrictions:
+        kept["restrictions"] = restrictions
+    return kept
+
+
+DATES = ["2026-03-08", "2026-03-29", "2026-06-15", "2026-10-25", "2026-11-01"]  # around STARTS
+
+
+@st.composite
+def native_tariffs(draw):
+    data = draw(tariffs())
+    data["elements"] = [_in_scope(e) for e in data["elements"]]
+    for element in data["elements"]:  # date ranges that start or end inside the sessions
+        if draw(st.integers(0, 3)) == 0:
+            restrictions = element.setdefault("restrictions", {})
+            restrictions.pop("start_date", None)
+            start, end = sorted(draw(st.lists(st.sampled_from(DATES), min_size=2, max_size=2, unique=True)))
+            restrictions.update(
+                draw(
+                    st.sampled_from(
+                        [{"start_date": start}, {"end_date": end}, {"start_date": start, "end_date": end}]
+                    )
+                )
+            )
+    if draw(st.integers(0, 5)) == 0:  # an element for reservations only: never applies to a session
+        data["elements"].insert(0, {**draw(elements()), "restrictions": {"reservation": "RESERVATION"}})
+    return data
+
+
+@st.composite
+def whole_wh_sessions(draw):
+    start, stop, meter_start, readings = draw(sessions())
+    return start, stop, meter_start, [(t, Decimal(int(wh))) for t, wh in readings]
+
+
+def _both(tariff, session, zone):
+    start, stop, meter_start, readings = session
+    args = {
+        "tariff": tariff,
+        "started_at": start,
+        "stopped_at": stop,
+        "meter_start_wh": meter_start,
+        "readings": [pricing.Reading(t, wh) for t, wh in readings],
+        "time_zone": zone,
+    }
+    return pricing.price_session_cdr(**args), pricing.cdr_form(pricing.price_session(**args)), args
+
+
+@settings(max_examples=1500, deadline=None)
+@given(native_tariffs(), whole_wh_sessions(), st.sampled_from(ZONES))
+def test_native_core_prices_in_scope_sessions_as_the_engine(data, session, zone):
+    tariff = tariff_from_ocpi(data)
+    assert tariff.native is not None, "every tariff drawn here is in the core's scope"
+    start, stop, meter_start, readings = session
+    native = pricing._price_native(
+        tariff, start, stop, meter_start, [pricing.Reading(t, wh) for t, wh in readings], zone
+    )
+    assert native is not None, "in scope and small: the core must answer"
+    _, engine, _ = _both(tariff, session, zone)
+    assert native == engine
+    assert native.pricing == engine.pricing  # the JSON text, byte for byte
+
+
+@settings(max_examples=400, deadline=None)
+@given(tariffs(), sessions(), st.sampled_from(ZONES))
+def test_cdr_form_is_the_engines_for_any_tariff(data, session, zone):
+    cdr, engine, _ = _both(tariff_from_ocpi(data), session, zone)
+    assert cdr == engine
+
+
+BENCH_LIKE = {
+    "currency": "EUR",
+    "elements": [
+        {
+            "price_components": [{"type": "ENERGY", "price": "0.40", "vat": "19"}],
+            "restrictions": {"start_time": "17:00", "end_time": "20:00"},
+        },
+        {
+            "price_components": [
+                {"type": "ENERGY", "price": "0.30", "vat": "19"},
+                {"type": "FLAT", "price": "0.50"},
+            ]
+        },
+    ],
+}
+
+
+def _session(
+    tariff, readings, *, start=datetime(2026, 10, 3, 16, 30, tzinfo=UTC), minutes=97, meter_start=1000
+):
+    return {
+        "tariff": tariff,
+        "started_at": start,
+        "stopped_at": start + timedelta(minutes=minutes),
+        "meter_start_wh": meter_start,
+        "readings": readings,
+        "time_zone": "Europe/Berlin",
+    }
+
+
+def test_the_core_prices_a_session_across_a_time_of_day_boundary():
+    """16:30-18:07 UTC in Berlin (CEST, +2) is 18:30-20:07 local, so 20:00 local splits it.
+    22,456 Wh spread over 97 min: 90/97 (20,835.46… Wh) before 20:00 at 0.40/kWh = 8.334186…,
+    7/97 (1,620.54… Wh) after at 0.30 = 0.486161…; + 0.50 flat (no VAT) = 9.320346… → 9.32.
+    VAT by share of the total: 19 % on 9.32 * 8.820346…/9.320346… = 8.820019… (base "8.8200"),
+    1.675803… → 1.68; 0 % on 0.499981… ("0.5000"), 0.00. Incl. VAT 9.32 + 1.68 = 11.00."""
+    tariff = tariff_from_ocpi(BENCH_LIKE)
+    start = datetime(2026, 10, 3, 16, 30, tzinfo=UTC)
+    args = _session(tariff, [pricing.Reading(start + timedelta(minutes=97), Decimal(23456))])
+    cdr = pricing._price_native(**args)
+    assert cdr is not None
+    assert cdr.total_excl == Decimal("9.32")
+    assert cdr.vat == (
+        '[{"rate":"0","base":"0.5000","amount":"0.00"},{"rate":"19","base":"8.8200","amount":"1.68"}]'
+    )
+    assert cdr.vat_rate is None  # two lines
+    assert cdr.total_vat == Decimal("1.68")
+    assert cdr.total_incl == Decimal("11.00")
+    assert cdr.energy_wh == 22456
+    assert cdr.energy_kwh == Decimal("22.456")
+    assert '"end_date_time":"2026-10-03T18:00:00Z"' in cdr.pricing  # 20:00 in Berlin
+    assert cdr == pricing.cdr_form(pricing.price_session(**args))
+
+
+def test_out_of_scope_and_out_of_range_fall_back_to_the_engine():
+    tariff = tariff_from_ocpi(BENCH_LIKE)
+    start = datetime(2026, 10, 3, 16, 30, tzinfo=UTC)
+    stop = start + timedelta(minutes=97)
+    # A fractional reading: out of the core's scope; a reading beyond 64 bits; a meter so large
+    # that the interpolated energy overflows 128 bits in the core's arithmetic.
+    for readings in (
+        [pricing.Reading(stop, Decimal("23456.5"))],
+        [pricing.Reading(stop, Decimal(10**30))],
+        [
+            pricing.Reading(start + timedelta(microseconds=7), Decimal(2**62)),
+            pricing.Reading(stop, Decimal(2**62)),
+        ],
+    ):
+        args = _session(tariff, readings)
+        assert pricing._price_native(**args) is None
+        assert pricing.price_session_cdr(**args) == pricing.cdr_form(pricing.price_session(**args))
+    # A kWh restriction: the tariff is not compiled for the core at all.
+    data = {**BENCH_LIKE, "elements": [{**BENCH_LIKE["elements"][0], "restrictions": {"min_kwh": "5"}}]}
+    assert tariff_from_ocpi(data).native is None
+    # Inputs the engine refuses are refused the same way.
+    with pytest.raises(pricing.PricingError, match="time zone"):
+        pricing.price_session_cdr(**{**_session(tariff, []), "time_zone": "Mars/Base"})
+    with pytest.raises(pricing.PricingError, match="before"):
+        pricing.price_session_cdr(**_session(tariff, [], minutes=-1))
+
+
+@pytest.mark.parametrize(
+    ("zone", "change"),
+    [
+        ("Europe/Berlin", datetime(2026, 3, 29, 1, tzinfo=UTC)),  # 02:00 CET → 03:00 CEST
+        ("Europe/Berlin", datetime(2026, 10, 25, 1, tzinfo=UTC)),  # 03:00 CEST → 02:00 CET
+        ("America/New_York", datetime(2026, 3, 8, 7, tzinfo=UTC)),
+        ("America/New_York", datetime(2026, 11, 1, 6, tzinfo=UTC)),
+        ("Australia/Lord_Howe", datetime(2026, 4, 4, 15, tzinfo=UTC)),  # half an hour back
+    ],
+)
+def test_the_core_follows_clock_changes_as_the_engine(zone, change):
+    """Sessions around a clock change, priced by tariffs whose time-of-day windows open and close
+    every quarter of an hour near it, with a flat fee only inside the window: the core takes
+    each stretch's offset from the change, as the engine does (a stretch just after the change
+    priced with the offset before it would move into or out of the window)."""
+    compared = 0
+    for opens in range(0, 5 * 60, 15):  # local 00:00 .. 04:45
+        window = {
+            "start_time": f"{opens // 60:02d}:{opens % 60:02d}",
+            "end_time": f"{(opens + 30) // 60:02d}:{(opens + 30) % 60:02d}",
+        }
+        tariff = tariff_from_ocpi(
+            {
+                "currency": "EUR",
+                "elements": [
+                    {
+                        "price_components": [
+                            {"type": "ENERGY", "price": "0.70", "vat": "19"},
+                            {"type": "FLAT", "price": "1.00", "vat": "19"},
+                        ],
+                        "restrictions": window,
+                    },
+                    {"price_components": [{"type": "ENERGY", "price": "0.30", "vat": "19"}]},
+                ],
+            }
+        )
+        for offset_minutes in range(-120, 61, 30):
+            start = change + timedelta(minutes=offset_minutes)
+            args = _session(
+                tariff,
+                [pricing.Reading(start + timedelta(minutes=150), Decimal(40000))],
+                start=start,
+                minutes=150,
+            )
+            args["time_zone"] = zone
+            native = pricing._price_native(**args)
+            assert native == pricing.cdr_form(pricing.price_session(**args)), (window, start)
+            compared += 1
+    assert compared == 20 * 7
+
+
+def test_the_core_prices_a_flat_fee_at_the_session_start_and_windows_end_exclusive():
+    """A flat fee for sessions started 17:00-20:00 (UTC site): a session started at 20:00:00
+    exactly is outside (end exclusive), one started a microsecond before is inside."""
+    tariff = tariff_from_ocpi(
+        {
+            "currency": "EUR",
+            "elements": [
+                {
+                    "price_components": [{"type": "FLAT", "price": "2.00"}],
+                    "restrictions": {"start_time": "17:00", "end_time": "20:00"},
+                },
+                {"price_components": [{"type": "ENERGY", "price": "0.30"}]},
+            ],
+        }
+    )
+    for start, flat in (
+        (datetime(2026, 10, 3, 20, tzinfo=UTC), None),
+        (datetime(2026, 10, 3, 19, 59, 59, 999_999, tzinfo=UTC), "2"),
+    ):
+        args = {
+            **_session(
+                tariff,
+                [pricing.Reading(start + timedelta(minutes=60), Decimal(11000))],
+                start=start,
+                minutes=60,
+            ),
+            "time_zone": "UTC",
+        }
+        cdr = pricing._price_native(**args)
+        assert cdr == pricing.cdr_form(pricing.price_session(**args))
+        # 10,000 Wh at 0.30 = 3.00, plus the flat fee when it applies
+        assert cdr.total_excl == Decimal("3.00") + (Decimal(flat) if flat else 0)
