@@ -315,7 +315,7 @@ def cdrs_create_for_sessions(*, session_ids: list[int]) -> int:
     accounts = _accounts_by_owner(facts)
     resolve = selectors.tariff_resolver()
     engines: dict[int, tuple[int, Any]] = {}  # tariff pk -> (snapshot pk, engine tariff)
-    now = timezone.now()
+    now = timezone.now().isoformat()
     rows = []
     for (
         session_id,
@@ -362,19 +362,21 @@ def cdrs_create_for_sessions(*, session_ids: list[int]) -> int:
         except PricingError:
             logger.exception("cdr: session %s cannot be priced", session_id)
             continue
-        account = None
+        account_id = None
         if org_id is not None or user_id is not None:
             key = (org_id, None) if org_id is not None else (None, user_id)
-            account = accounts.get(key)
-            if account is None:  # the owner's first CDR: make its account
-                account = accounts[key] = _account_for_owner(
+            account_id = accounts.get(key)
+            if account_id is None:  # the owner's first CDR: make its account
+                account_id = accounts[key] = _account_for_owner(
                     organization_id=org_id, user_id=user_id, currency=priced.currency
-                )
-        # JSON columns come as text: thousands of live dicts would only feed the GC.
+                ).pk
+        # Rows leave the loop as text where psycopg's dumpers would cost more than the rest of
+        # the row (timestamps, numbers), and JSON as text: thousands of live dicts would only
+        # feed the GC. PostgreSQL's COPY and SQLite's model fields both read the text.
         rows.append(
             (
                 session_id,
-                account.pk if account is not None else None,
+                account_id,
                 tariff.pk,
                 snapshot_pk,
                 priced.pricing,
@@ -382,8 +384,8 @@ def cdrs_create_for_sessions(*, session_ids: list[int]) -> int:
                 connector_no,
                 time_zone,
                 id_tag,
-                started_at,
-                stopped_at,
+                started_at.isoformat(),
+                stopped_at.isoformat(),
                 priced.energy_wh,
                 priced.energy_kwh,
                 priced.time_hours,
@@ -433,23 +435,25 @@ def _rows(values_list) -> list[tuple]:
         return cursor.fetchall()
 
 
-def _accounts_by_owner(facts) -> dict[tuple[int | None, int | None], BillingAccount]:
-    """Existing billing accounts of these sessions' owners, keyed (organization id, user id)."""
+def _accounts_by_owner(facts) -> dict[tuple[int | None, int | None], int]:
+    """Ids of the existing billing accounts of these sessions' owners, keyed (organization id,
+    user id). Ids only: a batch of sessions names thousands of accounts, and a model instance
+    each (its timestamps read in Python) cost as much as pricing the session."""
     org_at = _SESSION_FACTS.index("id_token__organization_id")
     user_at = _SESSION_FACTS.index("id_token__user_id")
     org_ids = {row[org_at] for row in facts if row[org_at] is not None}
     user_ids = {row[user_at] for row in facts if row[org_at] is None and row[user_at] is not None}
-    found: dict[tuple[int | None, int | None], BillingAccount] = {}
-    for account in BillingAccount.objects.filter(organization_id__in=org_ids):
-        found[(account.organization_id, None)] = account
-    for account in BillingAccount.objects.filter(user_id__in=user_ids):
-        found[(None, account.user_id)] = account
+    found: dict[tuple[int | None, int | None], int] = {}
+    for column, ids in (("organization_id", org_ids), ("user_id", user_ids)):
+        if ids:
+            for pk, owner in _rows(_with_ids(BillingAccount.objects, column, ids).values_list("pk", column)):
+                found[(owner, None) if column == "organization_id" else (None, owner)] = pk
     return found
 
 
 def _cdrs_insert(rows: list[tuple]) -> int:
-    """Write CDR rows (``CDR_COLUMNS`` order, JSON columns as text), skipping sessions that have
-    one. Returns rows written."""
+    """Write CDR rows (``CDR_COLUMNS`` order; JSON, timestamps and numbers as text), skipping
+    sessions that have one. Returns rows written."""
     if not rows:
         return 0
     if connection.vendor != "postgresql":  # the embedded SQLite quick start

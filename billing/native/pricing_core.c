@@ -84,6 +84,10 @@ static inline u128 uabs(i128 v) { return v < 0 ? (u128)0 - (u128)v : (u128)v; }
 static inline i128 gcd(i128 a, i128 b) { return (i128)ugcd(uabs(a), uabs(b)); }
 
 static Q q_make(i128 n, i128 d) {
+    if (d == 0) { /* only after an overflow: keep every later step free of a division by zero */
+        overflow = 1;
+        return (Q){0, 1};
+    }
     if (d < 0) {
         n = -n;
         d = -d;
@@ -118,7 +122,8 @@ static Q q_sub(Q a, Q b) {
 static Q q_mul(Q a, Q b) {
     if (a.n == 0 || b.n == 0) return (Q){0, 1};
     i128 g1 = gcd(a.n, b.d), g2 = gcd(b.n, a.d);
-    return (Q){mul(a.n / g1, b.n / g2), mul(a.d / g2, b.d / g1)};
+    Q r = {mul(a.n / g1, b.n / g2), mul(a.d / g2, b.d / g1)};
+    return overflow ? (Q){0, 1} : r;
 }
 
 static inline Q q_ratio(i128 n, i128 d) { return q_make(n, d); }
@@ -773,6 +778,7 @@ static PyObject *price(PyObject *self, PyObject *args) {
         Q base_units = q_mul(volumes[dim], q_int(per));
         /* ceil(base / step) * step, base >= 0 */
         i128 steps_den = mul(base_units.d, cand->step);
+        if (overflow) goto done;
         i128 steps = add(base_units.n, steps_den - 1) / steps_den;
         Q stepped = q_int(mul(steps, cand->step));
         if (overflow) goto done;
@@ -836,7 +842,7 @@ static PyObject *price(PyObject *self, PyObject *args) {
     for (int i = 0; i < nbases; i++) {
         if (bases[i].n == 0) continue;
         const Q *rate = &t->rates[rate_of[i]];
-        i128 amount = round_units(q_mul(bases[i], (Q){rate->n, mul(rate->d, 100)}), places, 0);
+        i128 amount = round_units(q_mul(bases[i], q_make(rate->n, mul(rate->d, 100))), places, 0);
         i128 base = round_units(bases[i], places + 2, 1);
         total_vat = add(total_vat, amount);
         if (nlines++ && PUTS(&vat, ",")) goto nomem_vat;
