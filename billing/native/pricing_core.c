@@ -81,6 +81,24 @@ static u128 ugcd(u128 a, u128 b) {
 
 static inline u128 uabs(i128 v) { return v < 0 ? (u128)0 - (u128)v : (u128)v; }
 
+/* Most values fit in 64 bits: divide there (a 128-bit division is a library call). */
+static inline void udivmod(u128 x, u128 d, u128 *q, u128 *r) {
+    if ((x >> 64) == 0 && (d >> 64) == 0) {
+        uint64_t a = (uint64_t)x, b = (uint64_t)d;
+        *q = a / b;
+        *r = a % b;
+    } else {
+        *q = x / d;
+        *r = x % d;
+    }
+}
+
+static inline i128 sdiv_exact(i128 n, i128 g) { /* n / g, g > 0 divides n */
+    u128 q, r;
+    udivmod(uabs(n), (u128)g, &q, &r);
+    return n < 0 ? -(i128)q : (i128)q;
+}
+
 static inline i128 gcd(i128 a, i128 b) { return (i128)ugcd(uabs(a), uabs(b)); }
 
 static Q q_make(i128 n, i128 d) {
@@ -96,8 +114,8 @@ static Q q_make(i128 n, i128 d) {
     if (d != 1) {
         i128 g = gcd(n, d);
         if (g > 1) {
-            n /= g;
-            d /= g;
+            n = sdiv_exact(n, g);
+            d = sdiv_exact(d, g);
         }
     }
     return (Q){n, d};
@@ -110,7 +128,7 @@ static Q q_add(Q a, Q b) {
     if (a.n == 0) return b;
     if (a.d == b.d) return q_make(add(a.n, b.n), a.d);
     i128 g = gcd(a.d, b.d);
-    i128 ad = a.d / g, bd = b.d / g;
+    i128 ad = sdiv_exact(a.d, g), bd = sdiv_exact(b.d, g);
     return q_make(add(mul(a.n, bd), mul(b.n, ad)), mul(a.d, bd));
 }
 
@@ -122,7 +140,7 @@ static Q q_sub(Q a, Q b) {
 static Q q_mul(Q a, Q b) {
     if (a.n == 0 || b.n == 0) return (Q){0, 1};
     i128 g1 = gcd(a.n, b.d), g2 = gcd(b.n, a.d);
-    Q r = {mul(a.n / g1, b.n / g2), mul(a.d / g2, b.d / g1)};
+    Q r = {mul(sdiv_exact(a.n, g1), sdiv_exact(b.n, g2)), mul(sdiv_exact(a.d, g2), sdiv_exact(b.d, g1))};
     return overflow ? (Q){0, 1} : r;
 }
 
@@ -163,10 +181,15 @@ static int put(Buf *b, const char *s, size_t n) {
 static int put_u128(Buf *b, u128 v) {
     char tmp[48];
     int i = 48;
-    do {
+    while (v >> 64) {
         tmp[--i] = (char)('0' + (int)(v % 10));
         v /= 10;
-    } while (v);
+    }
+    uint64_t w = (uint64_t)v;
+    do {
+        tmp[--i] = (char)('0' + (int)(w % 10));
+        w /= 10;
+    } while (w);
     return put(b, tmp + i, 48 - i);
 }
 
@@ -175,7 +198,8 @@ static int put_display(Buf *b, Q v, i128 per) {
     i128 den = mul(v.d, per);
     u128 x = (u128)mul((i128)uabs(v.n), 1000000);
     if (overflow) return 0;
-    u128 d = (u128)den, q = x / d, r = x % d;
+    u128 d = (u128)den, q, r;
+    udivmod(x, d, &q, &r);
     if (2 * r > d || (2 * r == d && (q & 1))) q++;
     if (v.n < 0 && q) PUTS(b, "-");
     u128 whole = q / 1000000;
@@ -198,18 +222,24 @@ static int put_display(Buf *b, Q v, i128 per) {
     return 0;
 }
 
+static i128 ten_to(int places) {
+    i128 p = 1;
+    for (int i = 0; i < places; i++) p *= 10;
+    return p;
+}
+
 /* an amount of `places` decimals held as an integer, as str(Decimal) writes it */
 static int put_fixed(Buf *b, i128 units, int places) {
     if (units < 0) {
         if (PUTS(b, "-")) return -1;
         units = -units;
     }
-    i128 scale = 1;
-    for (int i = 0; i < places; i++) scale *= 10;
-    if (put_u128(b, (u128)(units / scale))) return -1;
+    u128 whole, rest;
+    udivmod((u128)units, (u128)ten_to(places), &whole, &rest);
+    if (put_u128(b, whole)) return -1;
     if (places) {
         char tmp[24];
-        i128 frac = units % scale;
+        uint64_t frac = (uint64_t)rest; /* below 10^places */
         tmp[0] = '.';
         for (int i = places; i >= 1; i--) {
             tmp[i] = (char)('0' + (int)(frac % 10));
@@ -220,17 +250,12 @@ static int put_fixed(Buf *b, i128 units, int places) {
     return 0;
 }
 
-static i128 ten_to(int places) {
-    i128 p = 1;
-    for (int i = 0; i < places; i++) p *= 10;
-    return p;
-}
-
 /* v to `places` decimals as an integer: half-up (ties away from zero) or half-even */
 static i128 round_units(Q v, int places, int half_even) {
     u128 x = (u128)mul((i128)uabs(v.n), ten_to(places));
     if (overflow) return 0;
-    u128 d = (u128)v.d, q = x / d, r = x % d;
+    u128 d = (u128)v.d, q, r;
+    udivmod(x, d, &q, &r);
     if (half_even ? (2 * r > d || (2 * r == d && (q & 1))) : 2 * r >= d) q++;
     return v.n < 0 ? -(i128)q : (i128)q;
 }
@@ -262,14 +287,32 @@ static int put_iso(Buf *b, int64_t epoch_us) {
     civil_from_days(day, &y, &m, &d);
     int64_t secs = in_day / 1000000;
     int us = (int)(in_day % 1000000);
-    char tmp[40];
-    int n;
-    if (us)
-        n = snprintf(tmp, sizeof tmp, "%04d-%02u-%02uT%02d:%02d:%02d.%06dZ", y, m, d, (int)(secs / 3600),
-                     (int)(secs / 60 % 60), (int)(secs % 60), us);
-    else
-        n = snprintf(tmp, sizeof tmp, "%04d-%02u-%02uT%02d:%02d:%02dZ", y, m, d, (int)(secs / 3600),
-                     (int)(secs / 60 % 60), (int)(secs % 60));
+    if (y < 0 || y > 9999) { /* outside datetime's range: Python never gets here */
+        overflow = 1;
+        return 0;
+    }
+    char tmp[32];
+    int fields[6] = {y, (int)m, (int)d, (int)(secs / 3600), (int)(secs / 60 % 60), (int)(secs % 60)};
+    static const char seps[] = "--T::";
+    int n = 0;
+    tmp[n++] = (char)('0' + y / 1000);
+    tmp[n++] = (char)('0' + y / 100 % 10);
+    tmp[n++] = (char)('0' + y / 10 % 10);
+    tmp[n++] = (char)('0' + y % 10);
+    for (int i = 1; i < 6; i++) {
+        tmp[n++] = seps[i - 1];
+        tmp[n++] = (char)('0' + fields[i] / 10);
+        tmp[n++] = (char)('0' + fields[i] % 10);
+    }
+    if (us) {
+        tmp[n++] = '.';
+        for (int i = 5; i >= 0; i--) {
+            tmp[n + i] = (char)('0' + us % 10);
+            us /= 10;
+        }
+        n += 6;
+    }
+    tmp[n++] = 'Z';
     return put(b, tmp, (size_t)n);
 }
 
