@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal, localcontext
 from itertools import pairwise
 from typing import Any, NamedTuple
@@ -923,6 +924,7 @@ def price_session_cdr(
 
     The native core prices the session when the tariff and readings are in its scope, else
     the engine does; the output is the same either way."""
+    readings = tuple(readings)  # read twice when the core declines the session
     if tariff.native is not None:
         cdr = _price_native(tariff, started_at, stopped_at, meter_start_wh, readings, time_zone)
         if cdr is not None:
@@ -972,8 +974,12 @@ def _whole(value) -> int | None:
 def _price_native(tariff, started_at, stopped_at, meter_start_wh, readings, time_zone) -> CdrPricing | None:
     """The session priced by the native core, or None: out of its scope, an overflow, or an
     input the engine refuses (then the engine raises its own error)."""
+    # Fixed offsets only (UTC from the database): the engine subtracts two times of one
+    # ZoneInfo as wall clocks, which the core's epoch arithmetic would not follow across a DST change.
+    if type(started_at.tzinfo) is not timezone or type(stopped_at.tzinfo) is not timezone:
+        return None
     meter_start = _whole(meter_start_wh)
-    if meter_start is None or started_at.utcoffset() is None or stopped_at.utcoffset() is None:
+    if meter_start is None:
         return None
     if stopped_at < started_at:
         return None
@@ -985,7 +991,7 @@ def _price_native(tariff, started_at, stopped_at, meter_start_wh, readings, time
     points = []
     for reading in readings:
         wh = _whole(reading.wh)
-        if wh is None or reading.timestamp.utcoffset() is None:
+        if wh is None or type(reading.timestamp.tzinfo) is not timezone:
             return None
         t = _micros(reading.timestamp - started_at)
         points.append((0 if t < 0 else duration_us if t > duration_us else t, wh - meter_start))
@@ -1032,9 +1038,17 @@ def _micro_of_day(moment: time | None) -> int:
 
 def _native_tariff(tariff: Tariff):
     """The tariff in the native core's form (see compile_tariff in its source), or None: no
-    core, or a restriction or number outside its scope."""
+    core, or a restriction or number outside its scope. Never raises: a tariff the core cannot
+    take is priced by the engine, which gives its own errors."""
     if _pricing_core is None:
         return None
+    try:
+        return _compile_native(tariff)
+    except (ArithmeticError, ValueError, TypeError):  # a number beyond the core (OverflowError too)
+        return None
+
+
+def _compile_native(tariff: Tariff):
     elements = tariff.elements
     if any(getattr(e.restrictions, name) is not None for e in elements for name in _NOT_NATIVE):
         return None
@@ -1050,7 +1064,7 @@ def _native_tariff(tariff: Tariff):
                 (r.start_date - _EPOCH_DATE).days if r.start_date is not None else 0,
                 int(r.end_date is not None),
                 (r.end_date - _EPOCH_DATE).days if r.end_date is not None else 0,
-                sum(1 << DAYS.index(day) for day in r.day_of_week),
+                functools.reduce(operator.or_, (1 << DAYS.index(day) for day in r.day_of_week), 0),
                 int(r.reservation is not None),
             )
         )
@@ -1084,7 +1098,7 @@ def _native_tariff(tariff: Tariff):
                     json,
                 )
             )
-        candidates.append(listed)
+        candidates.append(tuple(listed))
     first_rate = rate_id(elements[0].price_components[0].vat)
     places = minor_unit(tariff.currency)
     bounds = [
@@ -1094,16 +1108,15 @@ def _native_tariff(tariff: Tariff):
         for bound in (tariff.min_price, tariff.max_price)
     ]
     head = orjson.dumps({"currency": tariff.currency})[:-1] + b',"charging_periods":['
-    try:  # None when a price, rate or bound does not fit in 64 bits
-        return _pricing_core.compile_tariff(
-            places,
-            int(tariff.plan.needs_local),
-            head,
-            restrictions,
-            tuple(candidates),
-            rates,
-            first_rate,
-            *bounds,
-        )
-    except OverflowError:  # a step size beyond 64 bits
-        return None
+    # None when a price, rate or bound does not fit in 64 bits. Tuples: the core keeps
+    # pointers into them for the tariff's life.
+    return _pricing_core.compile_tariff(
+        places,
+        int(tariff.plan.needs_local),
+        head,
+        tuple(restrictions),
+        tuple(candidates),
+        tuple(rates),
+        first_rate,
+        *bounds,
+    )

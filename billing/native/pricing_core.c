@@ -287,7 +287,7 @@ static int put_iso(Buf *b, int64_t epoch_us) {
     civil_from_days(day, &y, &m, &d);
     int64_t secs = in_day / 1000000;
     int us = (int)(in_day % 1000000);
-    if (y < 0 || y > 9999) { /* outside datetime's range: Python never gets here */
+    if (y < 1 || y > 9999) { /* outside datetime's range: Python never gets here */
         overflow = 1;
         return 0;
     }
@@ -397,11 +397,15 @@ static int as_q(PyObject *num, PyObject *den, Q *out) {
 static PyObject *compile_tariff(PyObject *self, PyObject *args) {
     int places, needs_local, first_rate;
     PyObject *head, *restrs, *cands, *rates, *minp, *maxp;
-    if (!PyArg_ParseTuple(args, "iiSO!O!O!iOO", &places, &needs_local, &head, &PyList_Type, &restrs,
-                          &PyTuple_Type, &cands, &PyList_Type, &rates, &first_rate, &minp, &maxp))
+    if (!PyArg_ParseTuple(args, "iiSO!O!O!iOO", &places, &needs_local, &head, &PyTuple_Type, &restrs,
+                          &PyTuple_Type, &cands, &PyTuple_Type, &rates, &first_rate, &minp, &maxp))
         return NULL;
     if (PyTuple_GET_SIZE(cands) != 4) {
-        PyErr_SetString(PyExc_ValueError, "candidates: four lists");
+        PyErr_SetString(PyExc_ValueError, "candidates: four tuples");
+        return NULL;
+    }
+    if (places < 0 || places > 18) { /* ten_to(places + 2) must fit in 64 bits */
+        PyErr_SetString(PyExc_ValueError, "places out of range");
         return NULL;
     }
     Tariff *t = PyMem_Calloc(1, sizeof(Tariff));
@@ -420,14 +424,14 @@ static PyObject *compile_tariff(PyObject *self, PyObject *args) {
     t->head_len = PyBytes_GET_SIZE(head);
     int r = 0;
 
-    t->nrestr = PyList_GET_SIZE(restrs);
+    t->nrestr = PyTuple_GET_SIZE(restrs);
     t->restr = PyMem_Calloc(t->nrestr + 1, sizeof(Restr));
     if (!t->restr) goto nomem;
     for (Py_ssize_t i = 0; i < t->nrestr; i++) {
         Restr *x = &t->restr[i];
         long long v[9];
-        PyObject *item = PyList_GET_ITEM(restrs, i);
-        if (!PyArg_ParseTuple(item, "LLLLLLLLL", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7],
+        PyObject *item = PyTuple_GET_ITEM(restrs, i);
+        if (!PyTuple_Check(item) || !PyArg_ParseTuple(item, "LLLLLLLLL", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7],
                               &v[8]))
             goto fail;
         x->has_time = (int)v[0];
@@ -442,38 +446,41 @@ static PyObject *compile_tariff(PyObject *self, PyObject *args) {
     }
     for (int k = 0; k < 4; k++) {
         PyObject *list = PyTuple_GET_ITEM(cands, k);
-        if (!PyList_Check(list)) {
-            PyErr_SetString(PyExc_TypeError, "candidates: lists");
+        if (!PyTuple_Check(list)) {
+            PyErr_SetString(PyExc_TypeError, "candidates: tuples");
             goto fail;
         }
-        t->ncands[k] = PyList_GET_SIZE(list);
+        t->ncands[k] = PyTuple_GET_SIZE(list);
         t->cands[k] = PyMem_Calloc(t->ncands[k] + 1, sizeof(Cand));
         if (!t->cands[k]) goto nomem;
         for (Py_ssize_t i = 0; i < t->ncands[k]; i++) {
             Cand *c = &t->cands[k][i];
             PyObject *num, *den, *json;
             long long step;
-            if (!PyArg_ParseTuple(PyList_GET_ITEM(list, i), "iiOOiLS", &c->element, &c->restr, &num, &den,
+            PyObject *item = PyTuple_GET_ITEM(list, i);
+            if (!PyTuple_Check(item) || !PyArg_ParseTuple(item, "iiOOiLS", &c->element, &c->restr, &num, &den,
                                   &c->rate, &step, &json))
                 goto fail;
             if ((r = as_q(num, den, &c->price))) goto out_of_range;
             c->step = step;
             c->json = PyBytes_AS_STRING(json);
             c->json_len = PyBytes_GET_SIZE(json);
-            if (c->restr >= t->nrestr || c->rate >= PyList_GET_SIZE(rates) || c->step < 1) {
+            if (c->restr < -1 || c->restr >= t->nrestr || c->rate < 0 || c->rate >= PyTuple_GET_SIZE(rates) ||
+                c->step < 1) {
                 PyErr_SetString(PyExc_ValueError, "candidate out of range");
                 goto fail;
             }
         }
     }
-    t->nrates = PyList_GET_SIZE(rates);
+    t->nrates = PyTuple_GET_SIZE(rates);
     t->rates = PyMem_Calloc(t->nrates + 1, sizeof(Q));
     t->rate_text = PyMem_Calloc(t->nrates + 1, sizeof(char *));
     t->rate_len = PyMem_Calloc(t->nrates + 1, sizeof(Py_ssize_t));
     if (!t->rates || !t->rate_text || !t->rate_len) goto nomem;
     for (Py_ssize_t i = 0; i < t->nrates; i++) {
         PyObject *num, *den, *text;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(rates, i), "OOS", &num, &den, &text)) goto fail;
+        PyObject *item = PyTuple_GET_ITEM(rates, i);
+        if (!PyTuple_Check(item) || !PyArg_ParseTuple(item, "OOS", &num, &den, &text)) goto fail;
         if ((r = as_q(num, den, &t->rates[i]))) goto out_of_range;
         t->rate_text[i] = PyBytes_AS_STRING(text);
         t->rate_len[i] = PyBytes_GET_SIZE(text);
@@ -486,7 +493,7 @@ static PyObject *compile_tariff(PyObject *self, PyObject *args) {
     for (int k = 0; k < 2; k++) {
         if (bounds[k] == Py_None) continue;
         PyObject *num, *den, *units;
-        if (!PyArg_ParseTuple(bounds[k], "OOO", &num, &den, &units)) goto fail;
+        if (!PyTuple_Check(bounds[k]) || !PyArg_ParseTuple(bounds[k], "OOO", &num, &den, &units)) goto fail;
         Q *q = k ? &t->max_price : &t->min_price;
         int64_t u;
         if ((r = as_q(num, den, q)) || (r = as_i64(units, &u))) goto out_of_range;
@@ -672,9 +679,19 @@ static PyObject *price(PyObject *self, PyObject *args) {
     /* the energy curve (pricing._curve): the highest reading per instant, never going back */
     Py_ssize_t n = 0;
     for (Py_ssize_t i = 0; i < nread; i++) {
+        if (i >= PyList_GET_SIZE(readings)) { /* an item's __index__ shortened the list */
+            PyErr_SetString(PyExc_RuntimeError, "readings changed while read");
+            goto done;
+        }
         PyObject *item = PyList_GET_ITEM(readings, i);
         long long rt, re;
-        if (!PyArg_ParseTuple(item, "LL", &rt, &re)) goto done;
+        Py_INCREF(item); /* held while its numbers are read: they may run Python code */
+        int ok = PyTuple_Check(item) && PyArg_ParseTuple(item, "LL", &rt, &re);
+        Py_DECREF(item);
+        if (!ok) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "readings: (us, Wh) tuples");
+            goto done;
+        }
         pts[n++] = (Point){rt, re};
     }
     pts[n++] = (Point){0, INT64_MIN}; /* setdefault(0, 0): only if no reading at 0 (see below) */
@@ -917,7 +934,9 @@ static PyObject *price(PyObject *self, PyObject *args) {
         goto nomem_small;
     if (!overflow) {
         /* Wh, half-up: floor((2 e + 1) / 2) */
-        i128 wh = (mul(energy_total.n, 2) + energy_total.d) / mul(energy_total.d, 2);
+        i128 num = add(mul(energy_total.n, 2), energy_total.d), den = mul(energy_total.d, 2);
+        i128 wh = overflow ? 0 : num / den - (num % den != 0 && num < 0); /* floor, as Python's // */
+        if (wh > INT64_MAX || wh < INT64_MIN) overflow = 1;
         Buf totals[3] = {{NULL, 0, 0}, {NULL, 0, 0}, {NULL, 0, 0}};
         if (put_fixed(&totals[0], total, places) || put_fixed(&totals[1], total_vat, places) ||
             put_fixed(&totals[2], add(total, total_vat), places)) {

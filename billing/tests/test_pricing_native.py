@@ -268,3 +268,59 @@ def test_the_core_prices_a_flat_fee_at_the_session_start_and_windows_end_exclusi
         assert cdr == pricing.cdr_form(pricing.price_session(**args))
         # 10,000 Wh at 0.30 = 3.00, plus the flat fee when it applies
         assert Decimal(cdr.total_excl) == Decimal("3.00") + (Decimal(flat) if flat else 0)
+
+
+def test_sessions_in_a_named_zone_and_readings_from_an_iterator_are_the_engines():
+    """Times carrying a ZoneInfo (not what the database gives, but callable so) go to the engine:
+    it subtracts two times of one ZoneInfo as wall clocks, which epoch arithmetic would not
+    follow across a clock change. 01:30 local on 2026-10-25, second pass (fold=1), is 00:30 UTC;
+    a wall-clock 150 min to 04:00 CET is 180 min of real time."""
+    from zoneinfo import ZoneInfo
+
+    berlin = ZoneInfo("Europe/Berlin")
+    tariff = tariff_from_ocpi(BENCH_LIKE)
+    start = datetime(2026, 10, 25, 2, 30, tzinfo=berlin, fold=1)
+    args = _session(tariff, [pricing.Reading(start + timedelta(minutes=150), Decimal(40000))], start=start)
+    args["stopped_at"] = start + timedelta(minutes=150)
+    assert pricing._price_native(**args) is None
+    assert pricing.price_session_cdr(**args) == pricing.cdr_form(pricing.price_session(**args))
+    # A generator of readings: read once, priced the same as the list.
+    utc = _session(tariff, [pricing.Reading(datetime(2026, 10, 3, 18, 7, tzinfo=UTC), Decimal(23456))])
+    listed = pricing.price_session_cdr(**utc)
+    assert listed.total_excl == "9.32"
+    assert pricing.price_session_cdr(**{**utc, "readings": (r for r in utc["readings"])}) == listed
+
+
+def test_a_tariff_beyond_the_core_is_built_and_priced_by_the_engine():
+    """Numbers the core cannot hold (a max price of 10^26, whose rounding exceeds the decimal
+    context) never stop a tariff from being built: the engine prices it."""
+    tariff = pricing.Tariff(
+        currency="EUR", elements=tariff_from_ocpi(BENCH_LIKE).elements, max_price=Decimal("1E+26")
+    )
+    assert tariff.native is None
+    args = _session(tariff, [pricing.Reading(datetime(2026, 10, 3, 18, 7, tzinfo=UTC), Decimal(23456))])
+    assert pricing.price_session_cdr(**args).total_excl == "9.32"
+
+
+def test_the_core_refuses_a_malformed_tariff_form_with_an_error():
+    """compile_tariff is private to pricing.py, but a wrong index or type is an exception, not a
+    crash: the core keeps pointers into the form, so it takes tuples only."""
+    core = pricing._pricing_core
+    restriction = (0, 0, 0, 0, 0, 0, 0, 0, 0)
+    rate = (19, 1, b"19")
+
+    def form(candidate=(0, -1, 1, 2, 0, 1, b"{"), places=2, first_rate=0, rates=(rate,)):
+        return (places, 0, b"{", (restriction,), ((candidate,), (), (), ()), rates, first_rate, None, None)
+
+    assert core.compile_tariff(*form()) is not None  # the well-formed one compiles
+    for bad in (
+        form(candidate=(0, -1, 1, 2, -1, 1, b"{")),  # a negative rate index
+        form(candidate=(0, -2, 1, 2, 0, 1, b"{")),  # a restriction index below -1
+        form(candidate=(0, 1, 1, 2, 0, 1, b"{")),  # a restriction that is not there
+        form(candidate=(0, -1, 1, 2, 0, 0, b"{")),  # a step of 0
+        form(places=19),
+        form(first_rate=1),
+        form(rates=[rate]),  # a list: mutable under the core's pointers
+    ):
+        with pytest.raises((ValueError, TypeError)):
+            core.compile_tariff(*bad)
