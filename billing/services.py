@@ -599,7 +599,7 @@ def _vat_breakdowns(*, invoices: list[Invoice], sums: list[tuple]) -> dict[int, 
                        sum((e.value ->> 'amount')::numeric)
                 FROM billing_invoiceline l
                 JOIN billing_cdr c ON c.id = l.cdr_id
-                CROSS JOIN LATERAL jsonb_array_elements(c.vat_breakdown) AS e
+                CROSS JOIN LATERAL json_array_elements(c.vat_breakdown::json) AS e
                 WHERE l.invoice_id = ANY(%s) AND l.vat_rate IS NULL
                 GROUP BY 1, 2
                 """,

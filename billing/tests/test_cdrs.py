@@ -103,7 +103,7 @@ def test_cdr_keeps_the_engines_pricing_as_written():
                 " WHERE table_name = 'billing_cdr' AND column_name IN ('pricing', 'vat_breakdown')"
                 " ORDER BY column_name"
             )
-            assert [row[0] for row in cursor.fetchall()] == ["json", "jsonb"]
+            assert [row[0] for row in cursor.fetchall()] == ["text", "text"]
 
 
 def zero_cdr(session, snapshot, pricing=None) -> Cdr:
