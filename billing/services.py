@@ -22,7 +22,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
-from django.db.models import BooleanField, Exists, Min, OuterRef, Sum
+from django.db.models import BooleanField, Min, Sum
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from psycopg.types.datetime import TimestamptzLoader
@@ -279,17 +279,28 @@ def cdr_create_for_session(*, session_id: int) -> Cdr | None:
 def cdrs_create_for_sessions(*, session_ids: list[int]) -> int:
     """Price finished sessions into CDRs, once each. Returns the number of CDRs written.
 
-    Set-based: one query for the sessions, one for their register readings, one for the
-    accounts, a snapshot row per tariff version, then every CDR in one write (PostgreSQL:
-    ``COPY`` into a temporary table and one ``INSERT … ON CONFLICT (session) DO NOTHING``).
+    Set-based: one query for the sessions already priced, one for the others, one for their
+    register readings, one for the accounts, a snapshot row per tariff version, then every CDR
+    in one write (PostgreSQL: ``COPY``; see ``_cdrs_insert``).
     Sessions that have a CDR, are unfinished or have no tariff are skipped. Idempotent under
     concurrency: a session another worker priced meanwhile is skipped by the unique key.
     """
     from chargers.models import ChargingSession, MeterValue
 
+    # The sessions that have a CDR, by its unique key: a query of its own, not an anti-join in
+    # the one below, which the planner may make a scan of every CDR (26 ms a batch at 40,000).
+    priced = {
+        pk
+        for (pk,) in _rows(
+            _with_ids(Cdr.objects, "session_id", session_ids).order_by().values_list("session_id")
+        )
+    }
     facts = _rows(
-        _with_ids(ChargingSession.objects.filter(stopped_at__isnull=False), "id", session_ids)
-        .exclude(Exists(Cdr.objects.filter(session_id=OuterRef("pk"))))
+        _with_ids(
+            ChargingSession.objects.filter(stopped_at__isnull=False),
+            "id",
+            [pk for pk in session_ids if pk not in priced],
+        )
         .order_by("pk")
         .values_list(*_SESSION_FACTS)
     )
