@@ -978,24 +978,26 @@ def _price_native(tariff, started_at, stopped_at, meter_start_wh, readings, time
     # ZoneInfo as wall clocks, which the core's epoch arithmetic would not follow across a DST change.
     if type(started_at.tzinfo) is not timezone or type(stopped_at.tzinfo) is not timezone:
         return None
-    meter_start = _whole(meter_start_wh)
+    meter_start = meter_start_wh if type(meter_start_wh) is int else _whole(meter_start_wh)
     if meter_start is None:
         return None
     if stopped_at < started_at:
         return None
-    try:
-        zone = ZoneInfo(time_zone)
-    except (KeyError, ValueError):
+    zone = _zone_or_none(time_zone)
+    if zone is None:
         return None
-    duration_us = _micros(stopped_at - started_at)
+    # Whole µs by floor division of timedeltas (exact, done in C): this runs per session.
+    duration_us = (stopped_at - started_at) // _ONE_US
     points = []
     for reading in readings:
-        wh = _whole(reading.wh)
+        wh = reading.wh
+        if type(wh) is not int:
+            wh = _whole(wh)
         if wh is None or type(reading.timestamp.tzinfo) is not timezone:
             return None
-        t = _micros(reading.timestamp - started_at)
+        t = (reading.timestamp - started_at) // _ONE_US
         points.append((0 if t < 0 else duration_us if t > duration_us else t, wh - meter_start))
-    start_us = _micros(started_at - _EPOCH)
+    start_us = (started_at - _EPOCH) // _ONE_US
     plan = tariff.plan
     local = None
     if plan.needs_local:
@@ -1012,6 +1014,18 @@ def _price_native(tariff, started_at, stopped_at, meter_start_wh, readings, time
     return CdrPricing(
         pricing, energy_wh, kwh, time_hours, parking_hours, tariff.currency, excl, vat_amount, incl, vat, rate
     )
+
+
+_ONE_US = timedelta(microseconds=1)
+
+
+@functools.lru_cache(maxsize=1024)
+def _zone_or_none(name: str) -> ZoneInfo | None:
+    """The zone of an IANA name, None for a name that is none (the engine gives the error)."""
+    try:
+        return ZoneInfo(name)
+    except (KeyError, ValueError):
+        return None
 
 
 @functools.lru_cache(maxsize=4096)

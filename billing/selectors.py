@@ -8,7 +8,6 @@ or administer). Swap them for ``accounts.scoping`` in one step when that lands.
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
@@ -66,6 +65,15 @@ def tariff_resolver():
         key = getattr(assignment, target[assignment.scope]) if assignment.scope in target else None
         by_scope[assignment.scope][key] = assignment.tariff
 
+    # The scopes' tables in precedence order, each with the session fact it is keyed by.
+    fact = {
+        AssignmentScope.ORGANIZATION: 0,
+        AssignmentScope.CONNECTOR: 1,
+        AssignmentScope.CHARGE_POINT: 2,
+        AssignmentScope.SITE: 3,
+    }
+    chain = tuple((fact.get(scope), by_scope[scope]) for scope in SCOPE_PRECEDENCE)
+
     def resolve(
         *,
         organization_id: int | None,
@@ -74,17 +82,11 @@ def tariff_resolver():
         site_id: int | None,
         started_at: datetime,
     ) -> Tariff | None:
-        keys = {
-            AssignmentScope.ORGANIZATION: organization_id,
-            AssignmentScope.CONNECTOR: connector_id,
-            AssignmentScope.CHARGE_POINT: charge_point_id,
-            AssignmentScope.SITE: site_id,
-            AssignmentScope.DEFAULT: None,
-        }
-        for scope in SCOPE_PRECEDENCE:
-            key = keys[scope]
-            if (key is not None or scope == AssignmentScope.DEFAULT) and key in by_scope[scope]:
-                tariff = by_scope[scope][key]
+        facts = (organization_id, connector_id, charge_point_id, site_id)
+        for at, tariffs in chain:  # a plain loop: it runs once per session priced
+            key = None if at is None else facts[at]
+            if (key is not None or at is None) and key in tariffs:
+                tariff = tariffs[key]
                 if tariff_valid_at(tariff, started_at):
                     return tariff
         return None
@@ -108,7 +110,7 @@ def with_stop_reading(
     """``readings`` plus the StopTransaction register reading, when the session has a valid one."""
     if stopped_at is None or meter_stop_wh is None or meter_stop_wh < 0:
         return readings
-    return [*readings, Reading(stopped_at, Decimal(meter_stop_wh))]
+    return [*readings, Reading(stopped_at, meter_stop_wh)]  # whole Wh: an int, as the engine takes it
 
 
 def session_readings(*, session, until: datetime | None = None) -> list[Reading]:

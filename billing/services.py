@@ -354,10 +354,11 @@ def cdrs_create_for_sessions(*, session_ids: list[int]) -> int:
         if tariff is None:
             logger.warning("cdr: no tariff applies to session %s (no default tariff?)", session_id)
             continue
-        if tariff.pk not in engines:
+        tariff_pk = tariff.id  # the field, not the ``pk`` property: this runs per session
+        if tariff_pk not in engines:
             snapshot = tariff_snapshot_take(tariff=tariff)
-            engines[tariff.pk] = (snapshot.pk, tariff_from_ocpi(snapshot.data))
-        snapshot_pk, engine = engines[tariff.pk]
+            engines[tariff_pk] = (snapshot.pk, tariff_from_ocpi(snapshot.data))
+        snapshot_pk, engine = engines[tariff_pk]
         session_readings = selectors.with_stop_reading(readings.get(session_id, []), stopped_at, meter_stop)
         time_zone = time_zone or "UTC"
         stopped_at = max(stopped_at, started_at)  # a charger's clock: no negative session
@@ -388,7 +389,7 @@ def cdrs_create_for_sessions(*, session_ids: list[int]) -> int:
             (
                 session_id,
                 account_id,
-                tariff.pk,
+                tariff_pk,
                 snapshot_pk,
                 priced.pricing,
                 identity,
