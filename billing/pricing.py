@@ -28,7 +28,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, localcontext
 from itertools import pairwise
 from typing import Any, NamedTuple
@@ -960,63 +960,33 @@ def cdr_form(priced: PricedSession) -> CdrPricing:
     )
 
 
-def _whole(value) -> int | None:
-    """A reading as an int, or None when it is not a whole number (the core takes whole Wh)."""
-    if type(value) is int:
-        return value
-    try:
-        numerator, denominator = value.as_integer_ratio()
-    except (AttributeError, ValueError, OverflowError):
-        return None
-    return numerator if denominator == 1 else None
-
-
 def _price_native(tariff, started_at, stopped_at, meter_start_wh, readings, time_zone) -> CdrPricing | None:
     """The session priced by the native core, or None: out of its scope, an overflow, or an
-    input the engine refuses (then the engine raises its own error)."""
-    # Fixed offsets only (UTC from the database): the engine subtracts two times of one
-    # ZoneInfo as wall clocks, which the core's epoch arithmetic would not follow across a DST change.
-    if type(started_at.tzinfo) is not timezone or type(stopped_at.tzinfo) is not timezone:
-        return None
-    meter_start = meter_start_wh if type(meter_start_wh) is int else _whole(meter_start_wh)
-    if meter_start is None:
-        return None
-    if stopped_at < started_at:
-        return None
+    input the engine refuses (then the engine raises its own error).
+
+    The core reads the times and readings itself (``price_session`` in its source). Only times
+    with a fixed offset are in its scope (UTC, from the database): the engine subtracts two
+    times of one ZoneInfo as wall clocks, which epoch arithmetic would not follow across a
+    clock change. Readings must be whole Wh within 64 bits."""
     zone = _zone_or_none(time_zone)
     if zone is None:
         return None
-    # Whole µs by floor division of timedeltas (exact, done in C): this runs per session.
-    duration_us = (stopped_at - started_at) // _ONE_US
-    points = []
-    for reading in readings:
-        wh = reading.wh
-        if type(wh) is not int:
-            wh = _whole(wh)
-        if wh is None or type(reading.timestamp.tzinfo) is not timezone:
-            return None
-        t = (reading.timestamp - started_at) // _ONE_US
-        points.append((0 if t < 0 else duration_us if t > duration_us else t, wh - meter_start))
-    start_us = (started_at - _EPOCH) // _ONE_US
-    plan = tariff.plan
-    local = None
-    if plan.needs_local:
-        local = _native_zone(
-            zone, start_us // _US_PER_DAY, (start_us + duration_us) // _US_PER_DAY, plan.times_of_day
-        )
-    try:
-        out = _pricing_core.price(tariff.native, start_us, duration_us, points, local)
-    except OverflowError:  # a reading beyond 64 bits
-        return None
-    if out is None:  # an overflow of its arithmetic
+    out = _pricing_core.price_session(
+        tariff.native,
+        started_at,
+        stopped_at,
+        meter_start_wh,
+        readings,
+        _native_zone,
+        zone,
+        tariff.plan.times_of_day,
+    )
+    if out is None:  # out of scope, or an overflow of its arithmetic
         return None
     pricing, energy_wh, kwh, time_hours, parking_hours, excl, vat_amount, incl, vat, rate = out
     return CdrPricing(
         pricing, energy_wh, kwh, time_hours, parking_hours, tariff.currency, excl, vat_amount, incl, vat, rate
     )
-
-
-_ONE_US = timedelta(microseconds=1)
 
 
 @functools.lru_cache(maxsize=1024)

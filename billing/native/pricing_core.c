@@ -15,6 +15,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <datetime.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -637,22 +638,21 @@ static Q energy_at(const Point *pts, int64_t t, Py_ssize_t j) {
 
 static PyObject *text(Buf *b) { return PyUnicode_DecodeASCII(b->p ? b->p : "", (Py_ssize_t)b->len, NULL); }
 
-/* price(tariff, start_us, duration_us, readings, zone) -> tuple or None (out of range)
- * readings: [(µs since start, clamped to the session; Wh since meter start)]
- * zone: None, or (instants, changes, offsets) as bytes of int64 (see pricing._native_zone) */
-static PyObject *price(PyObject *self, PyObject *args) {
-    PyObject *capsule, *readings, *zone_obj;
-    long long start_us, duration_us;
-    if (!PyArg_ParseTuple(args, "OLLO!O", &capsule, &start_us, &duration_us, &PyList_Type, &readings, &zone_obj))
-        return NULL;
-    const Tariff *t = PyCapsule_GetPointer(capsule, "evcharge.pricing_core.Tariff");
-    if (!t) return NULL;
+/* One session priced: `pts` holds its n readings (µs since start, clamped to the session; Wh
+ * since meter start) with room for 3 more, and is freed here. zone: None, or (instants, changes,
+ * offsets) as bytes of int64 (see pricing._native_zone). A tuple, or None when out of range. */
+static PyObject *price_run(const Tariff *t, int64_t start_us, int64_t duration_us, Point *pts, Py_ssize_t n,
+                           PyObject *zone_obj) {
     Zone zone = {NULL, NULL, 0};
     const int64_t *instants = NULL;
     Py_ssize_t ninstants = 0;
     if (t->needs_local) {
         PyObject *ins, *chg, *off;
-        if (!PyArg_ParseTuple(zone_obj, "SSS", &ins, &chg, &off)) return NULL;
+        if (!PyTuple_Check(zone_obj) || !PyArg_ParseTuple(zone_obj, "SSS", &ins, &chg, &off)) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "zone: a tuple of three bytes");
+            PyMem_Free(pts);
+            return NULL;
+        }
         instants = (const int64_t *)PyBytes_AS_STRING(ins);
         ninstants = PyBytes_GET_SIZE(ins) / 8;
         zone.changes = (const int64_t *)PyBytes_AS_STRING(chg);
@@ -660,40 +660,22 @@ static PyObject *price(PyObject *self, PyObject *args) {
         zone.offsets = (const int64_t *)PyBytes_AS_STRING(off);
         if (PyBytes_GET_SIZE(off) / 8 != zone.nchanges + 1) {
             PyErr_SetString(PyExc_ValueError, "zone: one offset more than changes");
+            PyMem_Free(pts);
             return NULL;
         }
     }
     overflow = 0;
     PyObject *result = NULL;
-    Py_ssize_t nread = PyList_GET_SIZE(readings);
-    Point *pts = PyMem_Malloc((nread + 3) * sizeof(Point));
-    int64_t *cuts = PyMem_Malloc((nread + ninstants + 4) * sizeof(int64_t));
+    int64_t *cuts = PyMem_Malloc((n + ninstants + 4) * sizeof(int64_t));
     Q *by_rate = PyMem_Calloc(t->nrates + 1, sizeof(Q));
     Run run = {t, {NULL, 0, 0}, start_us, 0, {0, 1}, by_rate};
-    if (!pts || !cuts || !by_rate) {
+    if (!cuts || !by_rate) {
         PyErr_NoMemory();
         goto done;
     }
     for (Py_ssize_t i = 0; i < t->nrates; i++) by_rate[i] = (Q){0, 1};
 
     /* the energy curve (pricing._curve): the highest reading per instant, never going back */
-    Py_ssize_t n = 0;
-    for (Py_ssize_t i = 0; i < nread; i++) {
-        if (i >= PyList_GET_SIZE(readings)) { /* an item's __index__ shortened the list */
-            PyErr_SetString(PyExc_RuntimeError, "readings changed while read");
-            goto done;
-        }
-        PyObject *item = PyList_GET_ITEM(readings, i);
-        long long rt, re;
-        Py_INCREF(item); /* held while its numbers are read: they may run Python code */
-        int ok = PyTuple_Check(item) && PyArg_ParseTuple(item, "LL", &rt, &re);
-        Py_DECREF(item);
-        if (!ok) {
-            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "readings: (us, Wh) tuples");
-            goto done;
-        }
-        pts[n++] = (Point){rt, re};
-    }
     pts[n++] = (Point){0, INT64_MIN}; /* setdefault(0, 0): only if no reading at 0 (see below) */
     qsort(pts, n, sizeof(Point), cmp_point);
     Py_ssize_t m = 0;
@@ -971,13 +953,153 @@ done:
     return result;
 }
 
+/* --- the session from Python's objects ------------------------------------------------------ */
+
+static PyObject *str_timestamp, *str_wh, *str_as_integer_ratio, *str_utcoffset;
+
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+/* Epoch µs of a datetime with a fixed UTC offset (a datetime.timezone, as the database gives).
+ * 0: done; 1: not in scope (a naive time, a ZoneInfo: the engine subtracts two times of one
+ * ZoneInfo as wall clocks); -1: an error. */
+static int epoch_us_of(PyObject *moment, int64_t *out) {
+    if (!PyDateTime_CheckExact(moment)) return 1;
+    PyObject *tz = PyDateTime_DATE_GET_TZINFO(moment);
+    if (tz == Py_None || Py_TYPE(tz) != Py_TYPE(PyDateTime_TimeZone_UTC)) return 1;
+    int64_t offset = 0;
+    if (tz != PyDateTime_TimeZone_UTC) {
+        PyObject *delta = PyObject_CallMethodObjArgs(tz, str_utcoffset, Py_None, NULL);
+        if (!delta) return -1;
+        if (!PyDelta_Check(delta)) {
+            Py_DECREF(delta);
+            return 1;
+        }
+        offset = ((int64_t)PyDateTime_DELTA_GET_DAYS(delta) * 86400 + PyDateTime_DELTA_GET_SECONDS(delta)) * 1000000 +
+                 PyDateTime_DELTA_GET_MICROSECONDS(delta);
+        Py_DECREF(delta);
+    }
+    int64_t day = days_from_civil(PyDateTime_GET_YEAR(moment), PyDateTime_GET_MONTH(moment), PyDateTime_GET_DAY(moment));
+    int64_t tod = (int64_t)PyDateTime_DATE_GET_HOUR(moment) * 3600 + PyDateTime_DATE_GET_MINUTE(moment) * 60 +
+                  PyDateTime_DATE_GET_SECOND(moment);
+    *out = day * US_PER_DAY + tod * 1000000 + PyDateTime_DATE_GET_MICROSECOND(moment) - offset;
+    return 0;
+}
+
+/* A whole number of Wh as int64, as pricing._whole: an int, or a number whose
+ * as_integer_ratio() has denominator 1. 0: done; 1: not whole, or beyond 64 bits; -1: error. */
+static int whole_of(PyObject *value, int64_t *out) {
+    int r;
+    if (PyLong_CheckExact(value)) return (r = as_i64(value, out)) < 0 ? -1 : r;
+    PyObject *ratio = PyObject_CallMethodNoArgs(value, str_as_integer_ratio);
+    if (!ratio) {
+        if (PyErr_ExceptionMatches(PyExc_AttributeError) || PyErr_ExceptionMatches(PyExc_ValueError) ||
+            PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            PyErr_Clear(); /* Infinity, NaN, no ratio at all: not whole */
+            return 1;
+        }
+        return -1;
+    }
+    int64_t den;
+    if (!PyTuple_CheckExact(ratio) || PyTuple_GET_SIZE(ratio) != 2 || !PyLong_CheckExact(PyTuple_GET_ITEM(ratio, 0)) ||
+        !PyLong_CheckExact(PyTuple_GET_ITEM(ratio, 1)))
+        r = 1;
+    else if ((r = as_i64(PyTuple_GET_ITEM(ratio, 1), &den)) == 0 && den != 1)
+        r = 1;
+    else if (r == 0)
+        r = as_i64(PyTuple_GET_ITEM(ratio, 0), out);
+    Py_DECREF(ratio);
+    return r < 0 ? -1 : r;
+}
+
+/* price_session(tariff, started_at, stopped_at, meter_start_wh, readings, zone_fn, zone, times)
+ *   -> tuple, or None when the session is not in the core's scope or range (the engine prices
+ *   it then, or gives its error). readings: pricing.Reading objects (timestamp, wh). When the
+ *   tariff looks at local time: zone_fn(zone, first UTC day, last UTC day, times) gives the
+ *   zone's tables (pricing._native_zone). */
+static PyObject *price_session(PyObject *self, PyObject *args) {
+    PyObject *capsule, *started, *stopped, *meter, *readings, *zone_fn, *zone, *times;
+    if (!PyArg_ParseTuple(args, "OOOOOOOO", &capsule, &started, &stopped, &meter, &readings, &zone_fn, &zone, &times))
+        return NULL;
+    const Tariff *t = PyCapsule_GetPointer(capsule, "evcharge.pricing_core.Tariff");
+    if (!t) return NULL;
+    int64_t start_us, stop_us, meter_start;
+    int r;
+    if ((r = epoch_us_of(started, &start_us)) || (r = epoch_us_of(stopped, &stop_us)) ||
+        (r = whole_of(meter, &meter_start)))
+        goto declined;
+    if (stop_us < start_us) Py_RETURN_NONE; /* the engine refuses it */
+    int64_t duration_us = stop_us - start_us;
+    PyObject *seq = PySequence_Fast(readings, "readings: a sequence");
+    if (!seq) return NULL;
+    Py_ssize_t nread = PySequence_Fast_GET_SIZE(seq);
+    Point *pts = PyMem_Malloc((nread + 3) * sizeof(Point));
+    if (!pts) {
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t n = 0;
+    for (Py_ssize_t i = 0; i < nread && i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        Py_INCREF(item);
+        PyObject *ts = PyObject_GetAttr(item, str_timestamp);
+        PyObject *wh = ts ? PyObject_GetAttr(item, str_wh) : NULL;
+        Py_DECREF(item);
+        int64_t at, energy, since;
+        r = !wh ? -1 : epoch_us_of(ts, &at);
+        if (r == 0) r = whole_of(wh, &energy);
+        if (r == 0 && __builtin_sub_overflow(energy, meter_start, &since)) r = 1;
+        Py_XDECREF(ts);
+        Py_XDECREF(wh);
+        if (r) {
+            PyMem_Free(pts);
+            Py_DECREF(seq);
+            goto declined;
+        }
+        int64_t offset = at - start_us; /* both within datetime's range: no overflow */
+        pts[n++] = (Point){offset < 0 ? 0 : offset > duration_us ? duration_us : offset, since};
+    }
+    Py_DECREF(seq);
+    PyObject *zone_obj = Py_None;
+    Py_INCREF(zone_obj);
+    if (t->needs_local) {
+        Py_DECREF(zone_obj);
+        zone_obj = PyObject_CallFunction(zone_fn, "OLLO", zone, (long long)floor_div(start_us, US_PER_DAY),
+                                         (long long)floor_div(stop_us, US_PER_DAY), times);
+        if (!zone_obj) {
+            PyMem_Free(pts);
+            return NULL;
+        }
+    }
+    PyObject *result = price_run(t, start_us, duration_us, pts, n, zone_obj);
+    Py_DECREF(zone_obj);
+    return result;
+declined:
+    if (r < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"compile_tariff", compile_tariff, METH_VARARGS, "A tariff in the core's form (see the source)."},
-    {"price", price, METH_VARARGS, "Price one session; None when it is out of the core's range."},
+    {"price_session", price_session, METH_VARARGS, "Price one session; None when out of the core's scope."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_pricing_core",
                                     "The native pricing core (see billing/native/pricing_core.c).", -1, methods};
 
-PyMODINIT_FUNC PyInit__pricing_core(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__pricing_core(void) {
+    PyDateTime_IMPORT;
+    if (!PyDateTimeAPI) return NULL;
+    if (!(str_timestamp = PyUnicode_InternFromString("timestamp")) || !(str_wh = PyUnicode_InternFromString("wh")) ||
+        !(str_as_integer_ratio = PyUnicode_InternFromString("as_integer_ratio")) ||
+        !(str_utcoffset = PyUnicode_InternFromString("utcoffset")))
+        return NULL;
+    return PyModule_Create(&module);
+}

@@ -11,7 +11,7 @@ CI sets it: there a missing core is a failure.
 """
 
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -63,10 +63,24 @@ def native_tariffs(draw):
     return data
 
 
+OFFSETS = [timedelta(0), timedelta(hours=2), timedelta(hours=-5), timedelta(hours=5, minutes=30)]
+
+
 @st.composite
 def whole_wh_sessions(draw):
+    """Whole-Wh sessions as the core reads them from Python: readings as ``int`` (the stop
+    reading) or ``Decimal`` (meter values), times in UTC or another fixed offset (the core
+    converts each to epoch µs itself)."""
     start, stop, meter_start, readings = draw(sessions())
-    return start, stop, meter_start, [(t, Decimal(int(wh))) for t, wh in readings]
+    offset = timezone(draw(st.sampled_from(OFFSETS)))
+
+    def moment(t):
+        return t.astimezone(offset) if draw(st.booleans()) else t
+
+    def wh(value):
+        return int(value) if draw(st.booleans()) else Decimal(int(value))
+
+    return moment(start), moment(stop), wh(meter_start), [(moment(t), wh(v)) for t, v in readings]
 
 
 def _both(tariff, session, zone):
@@ -324,3 +338,23 @@ def test_the_core_refuses_a_malformed_tariff_form_with_an_error():
     ):
         with pytest.raises((ValueError, TypeError)):
             core.compile_tariff(*bad)
+
+
+def test_readings_outside_the_session_count_at_its_ends_as_in_the_engine():
+    """A reading stamped before the start or after the stop (a charger's clock, a late meter
+    value) counts at the start or the stop, in the core as in the engine."""
+    tariff = tariff_from_ocpi(BENCH_LIKE)
+    start = datetime(2026, 10, 3, 16, 30, tzinfo=UTC)
+    readings = [
+        pricing.Reading(start - timedelta(minutes=5), 1200),
+        pricing.Reading(start + timedelta(minutes=30), Decimal(9000)),
+        pricing.Reading(start + timedelta(minutes=97 + 10), 23456),
+    ]
+    args = _session(tariff, readings)
+    native = pricing._price_native(**args)
+    assert native is not None
+    assert native == pricing.cdr_form(pricing.price_session(**args))
+    # The early reading stands at the start (200 Wh past the meter start, the curve's origin):
+    # 23,456 - 1,000 - 200 = 22,256 Wh priced, the last of it at the stop, not ten minutes on.
+    assert native.energy_wh == 22256
+    assert '"end_date_time":"2026-10-03T18:07:00Z"' in native.pricing
