@@ -432,8 +432,8 @@ static PyObject *compile_tariff(PyObject *self, PyObject *args) {
         Restr *x = &t->restr[i];
         long long v[9];
         PyObject *item = PyTuple_GET_ITEM(restrs, i);
-        if (!PyTuple_Check(item) || !PyArg_ParseTuple(item, "LLLLLLLLL", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7],
-                              &v[8]))
+        if (!PyTuple_Check(item) ||
+            !PyArg_ParseTuple(item, "LLLLLLLLL", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8]))
             goto fail;
         x->has_time = (int)v[0];
         x->start_tod = v[1];
@@ -459,8 +459,8 @@ static PyObject *compile_tariff(PyObject *self, PyObject *args) {
             PyObject *num, *den, *json;
             long long step;
             PyObject *item = PyTuple_GET_ITEM(list, i);
-            if (!PyTuple_Check(item) || !PyArg_ParseTuple(item, "iiOOiLS", &c->element, &c->restr, &num, &den,
-                                  &c->rate, &step, &json))
+            if (!PyTuple_Check(item) ||
+                !PyArg_ParseTuple(item, "iiOOiLS", &c->element, &c->restr, &num, &den, &c->rate, &step, &json))
                 goto fail;
             if ((r = as_q(num, den, &c->price))) goto out_of_range;
             c->step = step;
@@ -985,14 +985,15 @@ static int epoch_us_of(PyObject *moment, int64_t *out) {
                  PyDateTime_DELTA_GET_MICROSECONDS(delta);
         Py_DECREF(delta);
     }
-    int64_t day = days_from_civil(PyDateTime_GET_YEAR(moment), PyDateTime_GET_MONTH(moment), PyDateTime_GET_DAY(moment));
+    int64_t day =
+        days_from_civil(PyDateTime_GET_YEAR(moment), PyDateTime_GET_MONTH(moment), PyDateTime_GET_DAY(moment));
     int64_t tod = (int64_t)PyDateTime_DATE_GET_HOUR(moment) * 3600 + PyDateTime_DATE_GET_MINUTE(moment) * 60 +
                   PyDateTime_DATE_GET_SECOND(moment);
     *out = day * US_PER_DAY + tod * 1000000 + PyDateTime_DATE_GET_MICROSECOND(moment) - offset;
     return 0;
 }
 
-/* A whole number of Wh as int64, as pricing._whole: an int, or a number whose
+/* A whole number of Wh as int64: an int, or a number (a Decimal from the meter values) whose
  * as_integer_ratio() has denominator 1. 0: done; 1: not whole, or beyond 64 bits; -1: error. */
 static int whole_of(PyObject *value, int64_t *out) {
     int r;
