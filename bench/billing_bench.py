@@ -6,9 +6,10 @@ Both pipelines run in the same run over the same rows, in a database of their ow
 - **plain SQL**: one ``INSERT … SELECT`` prices every session (energy split linearly at the
   17:00 and 20:00 boundaries, flat fee, half-up rounding, VAT) and one ``GROUP BY`` makes the
   per-account invoice totals;
-- **evcharge**: ``billing.services.cdrs_create_for_sessions`` in batches of 2,000 sessions over
-  a process pool (the same path the per-stop task and the sweep take: the pricing engine per
-  session, every CDR row with its priced periods written by ``COPY``), then the billing cycle
+- **evcharge**: ``billing.services.cdrs_create_for_sessions`` in batches of ``BILLING_CDR_BATCH``
+  (5,000) sessions, as the CDR sweep takes them, over a process pool (the same path the
+  per-stop task and the sweep take: the native core or the engine per session, every CDR row
+  with its priced periods written by ``COPY``), then the billing cycle
   as the hourly task fans it out to the workers: ``billing.services.billing_cycle_batches``,
   then ``invoices_close_periods`` per batch over the same pool (one transaction per batch:
   lines from the unbilled queue by ``INSERT … SELECT``, totals and VAT summed by the database,
@@ -33,13 +34,13 @@ import resource
 import time
 from datetime import UTC, datetime
 
+from django.conf import settings
 from django.db import connection, connections
 
 SESSIONS = int(os.environ.get("BENCH_BILLING_SESSIONS", "100000"))
 ACCOUNTS = int(os.environ.get("BENCH_BILLING_ACCOUNTS", "1000"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", str(os.cpu_count() or 1)))
 CHARGERS = 100
-BATCH = 2000
 CYCLE_NOW = datetime(2026, 11, 1, 1, tzinfo=UTC)  # closes October 2026, where the sessions are
 
 TARIFF = {
@@ -253,7 +254,8 @@ def evcharge_pipeline() -> dict:
     ids = list(
         ChargingSession.objects.filter(stopped_at__isnull=False).order_by("pk").values_list("pk", flat=True)
     )
-    batches = [ids[i : i + BATCH] for i in range(0, len(ids), BATCH)]
+    size = settings.BILLING_CDR_BATCH  # the CDR sweep's batch
+    batches = [ids[i : i + size] for i in range(0, len(ids), size)]
     connections.close_all()  # pool processes open their own connections
     with multiprocessing.get_context("fork").Pool(WORKERS) as pool:
         cdrs = sum(pool.imap_unordered(_price_batch, batches))

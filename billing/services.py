@@ -518,7 +518,7 @@ def _cdrs_insert(rows: list[tuple]) -> int:
 
 
 def cdr_sweep(
-    *, stopped_before: datetime, stopped_after: datetime | None = None, batch_size: int = 2000
+    *, stopped_before: datetime, stopped_after: datetime | None = None, batch_size: int | None = None
 ) -> int:
     """Price every finished session still without a CDR, in batches. Returns CDRs written.
 
@@ -529,6 +529,7 @@ def cdr_sweep(
     """
     unpriced = selectors.sessions_without_cdr(stopped_before=stopped_before, stopped_after=stopped_after)
     ids = list(unpriced.values_list("pk", flat=True))
+    batch_size = batch_size or settings.BILLING_CDR_BATCH
     return sum(
         cdrs_create_for_sessions(session_ids=ids[i : i + batch_size]) for i in range(0, len(ids), batch_size)
     )

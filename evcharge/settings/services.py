@@ -70,6 +70,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # keep our JSON log format in workers
 # tables on start, where operators see them in the admin and may pause or retime them.
 # Billing accounts invoiced per transaction by the billing cycle (all or none of a batch commit).
 BILLING_CYCLE_BATCH = env_int("BILLING_CYCLE_BATCH", 500)
+# Finished sessions priced per transaction by the CDR sweep (one COPY of their CDRs). Each
+# call has a fixed cost (tariffs resolved and snapshotted, four queries: about 7 ms), so larger
+# batches cost less a session: 1,000,000 sessions priced in 24.4 s at 2,000, 22.7 s at 5,000.
+BILLING_CDR_BATCH = env_int("BILLING_CDR_BATCH", 5000)
 
 CELERY_BEAT_SCHEDULE = {
     "housekeeping.clear-expired-sessions": {
