@@ -904,6 +904,8 @@ class CdrPricing(NamedTuple):
     total_incl: str
     vat: str  # the VAT lines, as JSON text
     vat_rate: str | None  # the rate, when there is one VAT line
+    started: str  # the session's start and stop in UTC, as datetime.isoformat() writes them
+    stopped: str
 
 
 def native_available() -> bool:
@@ -957,6 +959,8 @@ def cdr_form(priced: PricedSession) -> CdrPricing:
         total_incl=pricing["total_incl_vat"],
         vat=orjson.dumps(vat).decode(),
         vat_rate=vat[0]["rate"] if len(vat) == 1 else None,
+        started=priced.started_at.astimezone(UTC).isoformat(),
+        stopped=priced.stopped_at.astimezone(UTC).isoformat(),
     )
 
 
@@ -983,10 +987,8 @@ def _price_native(tariff, started_at, stopped_at, meter_start_wh, readings, time
     )
     if out is None:  # out of scope, or an overflow of its arithmetic
         return None
-    pricing, energy_wh, kwh, time_hours, parking_hours, excl, vat_amount, incl, vat, rate = out
-    return CdrPricing(
-        pricing, energy_wh, kwh, time_hours, parking_hours, tariff.currency, excl, vat_amount, incl, vat, rate
-    )
+    # The core's tuple is CdrPricing's fields without the currency, which the tariff has.
+    return CdrPricing(*out[:5], tariff.currency, *out[5:])
 
 
 @functools.lru_cache(maxsize=1024)

@@ -279,8 +279,9 @@ static inline int64_t floor_div(int64_t a, int64_t b) {
     return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
 
-/* an epoch instant as pricing._iso writes it: 2026-10-01T06:00:00Z, .ffffff when not whole */
-static int put_iso(Buf *b, int64_t epoch_us) {
+/* an epoch instant as pricing._iso writes it (suffix "Z": 2026-10-01T06:00:00Z, .ffffff when
+ * not whole), or as datetime.isoformat() writes a UTC time (suffix "+00:00") */
+static int put_iso(Buf *b, int64_t epoch_us, const char *suffix) {
     int64_t day = floor_div(epoch_us, US_PER_DAY);
     int64_t in_day = epoch_us - day * US_PER_DAY;
     int y;
@@ -313,7 +314,7 @@ static int put_iso(Buf *b, int64_t epoch_us) {
         }
         n += 6;
     }
-    tmp[n++] = 'Z';
+    for (const char *c = suffix; *c; c++) tmp[n++] = *c;
     return put(b, tmp, (size_t)n);
 }
 
@@ -614,8 +615,8 @@ static int flush(Run *run, Period *p) {
     if (!p->open) return 0;
     Buf *b = &run->json;
     if (run->nperiods++ && PUTS(b, ",")) return -1;
-    if (PUTS(b, "{\"start_date_time\":\"") || put_iso(b, run->start_us + p->a) ||
-        PUTS(b, "\",\"end_date_time\":\"") || put_iso(b, run->start_us + p->b) ||
+    if (PUTS(b, "{\"start_date_time\":\"") || put_iso(b, run->start_us + p->a, "Z") ||
+        PUTS(b, "\",\"end_date_time\":\"") || put_iso(b, run->start_us + p->b, "Z") ||
         PUTS(b, "\",\"dimensions\":[{\"type\":\"ENERGY\",\"volume\":\"") || put_display(b, p->energy, 1000) ||
         (p->charging ? PUTS(b, "\"},{\"type\":\"TIME\",\"volume\":\"")
                      : PUTS(b, "\"},{\"type\":\"PARKING_TIME\",\"volume\":\"")) ||
@@ -1080,7 +1081,35 @@ static PyObject *price_session(PyObject *self, PyObject *args) {
     }
     PyObject *result = price_run(t, start_us, duration_us, pts, n, zone_obj);
     Py_DECREF(zone_obj);
-    return result;
+    if (!result || result == Py_None) return result;
+    /* and the start and stop as the CDR row's text: UTC, as datetime.isoformat() writes it */
+    PyObject *full = NULL;
+    Buf when[2] = {{NULL, 0, 0}, {NULL, 0, 0}};
+    overflow = 0;
+    if (put_iso(&when[0], start_us, "+00:00") || put_iso(&when[1], stop_us, "+00:00")) {
+        PyErr_NoMemory();
+    } else if (overflow) { /* a year beyond 1-9999 in UTC: the engine decides */
+        Py_INCREF(Py_None);
+        full = Py_None;
+    } else if ((full = PyTuple_New(PyTuple_GET_SIZE(result) + 2))) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(result); i++) {
+            PyObject *item = PyTuple_GET_ITEM(result, i);
+            Py_INCREF(item);
+            PyTuple_SET_ITEM(full, i, item);
+        }
+        for (int i = 0; i < 2; i++) {
+            PyObject *item = text(&when[i]);
+            if (!item) {
+                Py_CLEAR(full);
+                break;
+            }
+            PyTuple_SET_ITEM(full, PyTuple_GET_SIZE(result) + i, item);
+        }
+    }
+    PyMem_Free(when[0].p);
+    PyMem_Free(when[1].p);
+    Py_DECREF(result);
+    return full;
 declined:
     if (r < 0) return NULL;
     Py_RETURN_NONE;
