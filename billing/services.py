@@ -529,7 +529,9 @@ def cdr_sweep(
     """
     unpriced = selectors.sessions_without_cdr(stopped_before=stopped_before, stopped_after=stopped_after)
     ids = list(unpriced.values_list("pk", flat=True))
-    batch_size = batch_size or settings.BILLING_CDR_BATCH
+    batch_size = settings.BILLING_CDR_BATCH if batch_size is None else batch_size
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
     return sum(
         cdrs_create_for_sessions(session_ids=ids[i : i + batch_size]) for i in range(0, len(ids), batch_size)
     )

@@ -406,7 +406,7 @@ static PyObject *compile_tariff(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "candidates: four tuples");
         return NULL;
     }
-    if (places < 0 || places > 18) { /* ten_to(places + 2) must fit in 64 bits */
+    if (places < 0 || places > 17) { /* VAT bases have places + 2 decimals: 10^19 < 2^64 */
         PyErr_SetString(PyExc_ValueError, "places out of range");
         return NULL;
     }
@@ -515,6 +515,7 @@ out_of_range:
 nomem:
     PyErr_NoMemory();
 fail:
+    if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "compile_tariff: each part a tuple (see the source)");
     Py_DECREF(capsule);
     return NULL;
 }

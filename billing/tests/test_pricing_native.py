@@ -332,7 +332,8 @@ def test_the_core_refuses_a_malformed_tariff_form_with_an_error():
         form(candidate=(0, -2, 1, 2, 0, 1, b"{")),  # a restriction index below -1
         form(candidate=(0, 1, 1, 2, 0, 1, b"{")),  # a restriction that is not there
         form(candidate=(0, -1, 1, 2, 0, 0, b"{")),  # a step of 0
-        form(places=19),
+        form(places=18),  # VAT bases have places + 2 decimals: beyond 64 bits
+        form(candidate=[0, -1, 1, 2, 0, 1, b"{"]),  # a list where a tuple belongs
         form(first_rate=1),
         form(rates=[rate]),  # a list: mutable under the core's pointers
     ):
