@@ -287,15 +287,21 @@ def test_the_core_prices_a_flat_fee_at_the_session_start_and_windows_end_exclusi
 def test_sessions_in_a_named_zone_and_readings_from_an_iterator_are_the_engines():
     """Times carrying a ZoneInfo (not what the database gives, but callable so) go to the engine:
     it subtracts two times of one ZoneInfo as wall clocks, which epoch arithmetic would not
-    follow across a clock change. 01:30 local on 2026-10-25, second pass (fold=1), is 00:30 UTC;
-    a wall-clock 150 min to 04:00 CET is 180 min of real time."""
+    follow across a clock change. 01:30 CEST on 2026-10-25 (23:30 UTC the day before) to a
+    wall-clock 150 minutes later, 04:00 CET (03:00 UTC): 210 minutes of real time, 150 of wall
+    clock, which is what the engine counts."""
     from zoneinfo import ZoneInfo
 
     berlin = ZoneInfo("Europe/Berlin")
     tariff = tariff_from_ocpi(BENCH_LIKE)
-    start = datetime(2026, 10, 25, 2, 30, tzinfo=berlin, fold=1)
-    args = _session(tariff, [pricing.Reading(start + timedelta(minutes=150), Decimal(40000))], start=start)
-    args["stopped_at"] = start + timedelta(minutes=150)
+    start = datetime(2026, 10, 25, 1, 30, tzinfo=berlin)
+    stop = start + timedelta(minutes=150)
+    assert (stop - start, stop.astimezone(UTC) - start.astimezone(UTC)) == (
+        timedelta(minutes=150),
+        timedelta(minutes=210),
+    )
+    args = _session(tariff, [pricing.Reading(stop, Decimal(40000))], start=start)
+    args["stopped_at"] = stop
     assert pricing._price_native(**args) is None
     assert pricing.price_session_cdr(**args) == pricing.cdr_form(pricing.price_session(**args))
     # A generator of readings: read once, priced the same as the list.
