@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from billing import selectors, services, tasks
 from billing.models import Cdr, TariffSnapshot, UnbilledCdr
@@ -373,3 +373,53 @@ def test_a_session_priced_meanwhile_is_skipped_and_the_rest_written(monkeypatch)
     assert sorted(UnbilledCdr.objects.values_list("cdr_id", flat=True)) == sorted(
         Cdr.objects.values_list("pk", flat=True)
     )
+
+
+def _work_mem_kb() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT setting::bigint FROM pg_settings WHERE name = 'work_mem'")
+        return cursor.fetchone()[0]
+
+
+def test_the_cdr_write_holds_its_new_rows_in_memory_and_hands_the_setting_back(monkeypatch):
+    """The CDR triggers read a statement's new rows from a transition table, which spills to a
+    temporary file beyond ``work_mem``: the write raises it to twice the rows' size for itself
+    (never lowers it) and sets it back after, on both write paths."""
+    assert connection.vendor == "postgresql"
+    default_tariff()
+    row = [""] * len(services.CDR_COLUMNS)
+    big = [(*row[:4], "x" * 1_000_000, *row[5:]) for _ in range(8)]  # 8 MB of JSON text
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL work_mem = '4MB'")  # PostgreSQL's default
+        previous = services._transition_memory(cursor, big)
+        assert previous == "4096"
+        assert _work_mem_kb() >= 2 * 8_000_000 // 1024
+        services._transition_memory_restore(cursor, previous)
+        assert _work_mem_kb() == 4096
+        services._transition_memory(cursor, big[:1])  # 2 MB asked for, below the setting
+        assert _work_mem_kb() == 4096  # a small write never lowers it
+
+    # Both write paths, from the lowest setting (64 kB), which 40 CDRs (about 1 KB each) exceed.
+    sessions = SessionFactory.create_batch(40)
+    rows = []
+    real_insert, real_restore = services._cdrs_insert, services._transition_memory_restore
+    monkeypatch.setattr(services, "_cdrs_insert", rows.extend)
+    services.cdrs_create_for_sessions(session_ids=[s.pk for s in sessions])
+    during = []  # the setting as each write ends
+
+    def restore(cursor, previous):
+        during.append(_work_mem_kb())
+        real_restore(cursor, previous)
+
+    monkeypatch.setattr(services, "_cdrs_insert", real_insert)
+    monkeypatch.setattr(services, "_transition_memory_restore", restore)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL work_mem = '64kB'")
+        assert services.cdrs_create_for_sessions(session_ids=[sessions[0].pk]) == 1  # COPY
+        assert _work_mem_kb() == 64
+        assert real_insert(rows) == 39  # the first session's row conflicts: INSERT … ON CONFLICT
+        assert _work_mem_kb() == 64
+    assert during[0] == 64  # one CDR: 2 kB asked for, the setting stays
+    assert during[1] > 64
+    assert during[1] >= 2 * sum(len(row[4]) + 512 for row in rows) // 1024  # twice the JSON and the rest
