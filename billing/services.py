@@ -22,7 +22,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
-from django.db.models import BooleanField, Min, Sum
+from django.db.models import BooleanField, Count, Min, Sum
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from psycopg.types.datetime import TimestamptzLoader
@@ -498,7 +498,7 @@ def _cdrs_insert(rows: list[tuple]) -> int:
             with transaction.atomic(), cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
-            _transition_memory_restore(cursor, previous)
+            _work_mem_restore(cursor, previous)
             return len(rows)
         except (psycopg.errors.UniqueViolation, IntegrityError):
             logger.info("cdr: some of %s sessions were priced meanwhile; skipping those", len(rows))
@@ -516,37 +516,44 @@ def _cdrs_insert(rows: list[tuple]) -> int:
         written = cursor.rowcount
         # Dropped now, not only at commit: the caller's transaction may price another batch.
         cursor.execute("DROP TABLE billing_cdr_load")
-        _transition_memory_restore(cursor, previous)
+        _work_mem_restore(cursor, previous)
         return written
 
 
 _TEXT_AT = (CDR_COLUMNS.index("pricing"), CDR_COLUMNS.index("vat_breakdown"))
-_WORK_MEM_CAP_KB = 1024 * 1024  # 1 GB: a batch beyond it spills to disk, as every batch did before
+_WORK_MEM_CAP_KB = 1024 * 1024  # 1 GB
+_LINE_MEMORY = 400  # bytes of work_mem an invoice line's statement asks for (invoices_close_periods)
 
 
 def _transition_memory(cursor, rows: list[tuple]) -> str:
     """Give this transaction the memory for the new CDRs' transition table; returns the setting
-    it had (kB), for :func:`_transition_memory_restore`.
+    it had, for :func:`_work_mem_restore`.
 
     The CDR triggers that check references and fill the unbilled queue run once per statement
     over the statement's new rows (``REFERENCING NEW TABLE``), which PostgreSQL keeps in memory
     up to ``work_mem`` and beyond it in a temporary file: with the default 4 MB, every batch of
-    5,000 CDRs (about 1 KB each) was written to disk and read back by the triggers, about 1 µs
+    5,000 CDRs (about 1 KB each) was written to disk and read back by the triggers, about 2 µs
     of the database's CPU per CDR. Twice the rows' size is asked for (each row held as a tuple:
-    its two JSON texts plus about 500 bytes of the rest and of overhead), never less than the
-    setting in force. Set locally: a rollback of this write undoes it with the rest."""
+    its two JSON texts plus about 500 bytes of the rest and of overhead)."""
     size = sum(len(row[_TEXT_AT[0]]) + len(row[_TEXT_AT[1]]) + 512 for row in rows)
-    wanted_kb = min(2 * size // 1024, _WORK_MEM_CAP_KB)
+    return _work_mem_at_least(cursor, 2 * size // 1024)
+
+
+def _work_mem_at_least(cursor, kb: int) -> str:
+    """Raise this transaction's ``work_mem`` to ``kb`` (never lower it; at most 1 GB: beyond, a
+    statement spills to disk as it would have anyway). Set locally: a rollback of the work that
+    follows undoes it with the rest. Returns the setting it had (kB), for
+    :func:`_work_mem_restore` when the work is done (the transaction may go on)."""
     cursor.execute(
         "SELECT s.setting, set_config('work_mem', greatest(s.setting::bigint, %s)::text || 'kB', true)"
         " FROM pg_settings s WHERE s.name = 'work_mem'",
-        [wanted_kb],
+        [min(kb, _WORK_MEM_CAP_KB)],
     )
     return cursor.fetchone()[0]
 
 
-def _transition_memory_restore(cursor, previous: str) -> None:
-    """Back to the ``work_mem`` this transaction had before the CDR write (it may go on)."""
+def _work_mem_restore(cursor, previous: str) -> None:
+    """Back to the ``work_mem`` this transaction had before :func:`_work_mem_at_least`."""
     cursor.execute("SELECT set_config('work_mem', %s, true)", [f"{previous}kB"])
 
 
@@ -835,13 +842,14 @@ def invoices_close_periods(
                 account_id__in=periods, period_start__in={start for start, _ in periods.values()}
             ).values_list("account_id", "period_start")
         )
-        earliest = {
-            (row["account_id"], row["currency"]): row["first"]
+        waiting = {
+            (row["account_id"], row["currency"]): (row["first"], row["count"])
             for row in UnbilledCdr.objects.filter(account_id__in=periods)
             .values("account_id", "currency")
-            .annotate(first=Min("stopped_at"))
+            .annotate(first=Min("stopped_at"), count=Count("*"))
             .order_by()
         }
+        earliest = {key: first for key, (first, _) in waiting.items()}
         due: list[Invoice] = []
         for account in accounts:
             start, end = periods[account.pk]
@@ -870,7 +878,18 @@ def invoices_close_periods(
         for invoice in invoices:
             passes[seen[invoice.account_id]].append(invoice)
             seen[invoice.account_id] += 1
+        if connection.vendor == "postgresql":
+            # The lines' statement keeps its new rows twice in memory (the queue trigger's
+            # transition table, the sums' CTE), about 200 bytes a line in all; each store beyond
+            # ``work_mem`` (4 MB: about 45,000 lines) went to a temporary file. Twice that, for
+            # the CDRs waiting on the batch's invoices (an upper bound on its lines).
+            lines = sum(waiting[(i.account_id, i.currency)][1] for i in invoices)
+            with connection.cursor() as cursor:
+                previous = _work_mem_at_least(cursor, lines * _LINE_MEMORY // 1024)
         sums = [row for rank in sorted(passes) for row in _lines_insert(passes[rank])]
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                _work_mem_restore(cursor, previous)
         # Totals = sums of the invoice's lines (each CDR's totals, already rounded: to the cent).
         totals: dict[int, list[Decimal]] = {}
         for invoice_id, _, excl, vat, incl in sums:

@@ -394,7 +394,7 @@ def test_the_cdr_write_holds_its_new_rows_in_memory_and_hands_the_setting_back(m
         previous = services._transition_memory(cursor, big)
         assert previous == "4096"
         assert _work_mem_kb() >= 2 * 8_000_000 // 1024
-        services._transition_memory_restore(cursor, previous)
+        services._work_mem_restore(cursor, previous)
         assert _work_mem_kb() == 4096
         services._transition_memory(cursor, big[:1])  # 2 MB asked for, below the setting
         assert _work_mem_kb() == 4096  # a small write never lowers it
@@ -402,7 +402,7 @@ def test_the_cdr_write_holds_its_new_rows_in_memory_and_hands_the_setting_back(m
     # Both write paths, from the lowest setting (64 kB), which 40 CDRs (about 1 KB each) exceed.
     sessions = SessionFactory.create_batch(40)
     rows = []
-    real_insert, real_restore = services._cdrs_insert, services._transition_memory_restore
+    real_insert, real_restore = services._cdrs_insert, services._work_mem_restore
     monkeypatch.setattr(services, "_cdrs_insert", rows.extend)
     services.cdrs_create_for_sessions(session_ids=[s.pk for s in sessions])
     during = []  # the setting as each write ends
@@ -412,7 +412,7 @@ def test_the_cdr_write_holds_its_new_rows_in_memory_and_hands_the_setting_back(m
         real_restore(cursor, previous)
 
     monkeypatch.setattr(services, "_cdrs_insert", real_insert)
-    monkeypatch.setattr(services, "_transition_memory_restore", restore)
+    monkeypatch.setattr(services, "_work_mem_restore", restore)
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL work_mem = '64kB'")

@@ -875,3 +875,34 @@ def test_migration_backfill_queues_cdrs_with_an_account_and_no_line():
         cursor.execute(backfill)
     assert InvoiceLine.objects.filter(cdr=billed).exists()
     assert list(UnbilledCdr.objects.values_list("cdr_id", flat=True)) == [waiting.pk]
+
+
+def test_the_lines_statement_gets_memory_for_its_lines_and_hands_the_setting_back(monkeypatch):
+    """The lines' statement keeps its new rows in memory up to ``work_mem`` (the queue trigger's
+    transition table, the sums): the cycle raises it for the CDRs waiting on its invoices,
+    only for that statement, and a rollback undoes it too."""
+    default_tariff(energy="0.30", vat="19")
+    orgs = [OrganizationFactory() for _ in range(2)]
+    accounts = [account_for_org(org).pk for org in orgs]
+    for org in orgs:
+        cdr_for(org)
+        cdr_for(org, wh=5_000)
+    monkeypatch.setattr(services, "_LINE_MEMORY", 100_000)  # 4 lines: 390 kB asked for
+    real_lines = services._lines_insert
+    during = []
+
+    def lines(invoices):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT setting::bigint FROM pg_settings WHERE name = 'work_mem'")
+            during.append(cursor.fetchone()[0])
+        return real_lines(invoices)
+
+    monkeypatch.setattr(services, "_lines_insert", lines)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL work_mem = '64kB'")
+        made = services.invoices_close_periods(account_ids=accounts, now=datetime(2026, 4, 1, 1, tzinfo=UTC))
+        cursor.execute("SELECT setting::bigint FROM pg_settings WHERE name = 'work_mem'")
+        after = cursor.fetchone()[0]
+    assert len(made) == 2
+    assert during == [4 * 100_000 // 1024]
+    assert after == 64
