@@ -247,13 +247,11 @@ def _invoice_batch(account_ids: list[int]) -> int:
 
 
 def evcharge_pipeline() -> dict:
-    from billing.services import billing_cycle_batches, cdrs_waiting_in_another_currency_report
+    from billing.services import billing_cycle_batches, cdrs_waiting_in_another_currency_report, primary_keys
     from chargers.models import ChargingSession
 
     started = time.perf_counter()
-    ids = list(
-        ChargingSession.objects.filter(stopped_at__isnull=False).order_by("pk").values_list("pk", flat=True)
-    )
+    ids = primary_keys(ChargingSession.objects.filter(stopped_at__isnull=False).order_by("pk"))
     size = settings.BILLING_CDR_BATCH  # the CDR sweep's batch
     batches = [ids[i : i + size] for i in range(0, len(ids), size)]
     connections.close_all()  # pool processes open their own connections
