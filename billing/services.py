@@ -538,7 +538,7 @@ def _transition_memory(cursor, rows: list[tuple]) -> str:
     The CDR triggers that check references and fill the unbilled queue run once per statement
     over the statement's new rows (``REFERENCING NEW TABLE``), which PostgreSQL keeps in memory
     up to ``work_mem`` and beyond it in a temporary file: with the default 4 MB, every batch of
-    5,000 CDRs (about 1 KB each) was written to disk and read back by the triggers, about 2 µs
+    5,000 CDRs (about 1 KB each) was written to disk and read back by the triggers, about 1 µs
     of the database's CPU per CDR. Twice the rows' size is asked for (each row held as a tuple:
     its two JSON texts plus about 500 bytes of the rest and of overhead)."""
     size = sum(len(row[_TEXT_AT[0]]) + len(row[_TEXT_AT[1]]) + 512 for row in rows)

@@ -880,7 +880,7 @@ def test_migration_backfill_queues_cdrs_with_an_account_and_no_line():
 def test_the_lines_statement_gets_memory_for_its_lines_and_hands_the_setting_back(monkeypatch):
     """The lines' statement keeps its new rows in memory up to ``work_mem`` (the queue trigger's
     transition table, the sums): the cycle raises it for the CDRs waiting on its invoices,
-    only for that statement, and a rollback undoes it too."""
+    for that statement only."""
     default_tariff(energy="0.30", vat="19")
     orgs = [OrganizationFactory() for _ in range(2)]
     accounts = [account_for_org(org).pk for org in orgs]
