@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
+from django.core.exceptions import EmptyResultSet
 from django.core.files.base import ContentFile
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
@@ -441,7 +442,10 @@ def _rows(values_list) -> list[tuple]:
     """
     if connection.vendor != "postgresql":
         return list(values_list)
-    sql, params = values_list.query.sql_with_params()
+    try:
+        sql, params = values_list.query.sql_with_params()
+    except EmptyResultSet:  # e.g. ``.none()`` or ``__in=[]``: no SQL, no rows (as the ORM)
+        return []
     with connection.cursor() as wrapper:
         cursor = wrapper.cursor  # psycopg's; its loaders are its own copy of the connection's
         cursor.adapters.register_loader("timestamptz", TimestamptzLoader)  # psycopg's C one
@@ -496,7 +500,7 @@ def _cdrs_insert(rows: list[tuple]) -> int:
     columns = ", ".join(CDR_COLUMNS)
     table = Cdr._meta.db_table
     with transaction.atomic(), connection.cursor() as cursor:
-        previous = _transition_memory(cursor, rows)
+        raised_from = _transition_memory(cursor, rows)
         try:
             # Usually nobody else priced these sessions: COPY straight into the table. If a
             # session got its CDR meanwhile, its unique key refuses the whole COPY (a savepoint
@@ -504,7 +508,7 @@ def _cdrs_insert(rows: list[tuple]) -> int:
             with transaction.atomic(), cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
-            _work_mem_restore(cursor, previous)
+            _work_mem_restore(cursor, raised_from)
             return len(rows)
         except (psycopg.errors.UniqueViolation, IntegrityError):
             logger.info("cdr: some of %s sessions were priced meanwhile; skipping those", len(rows))
@@ -522,18 +526,23 @@ def _cdrs_insert(rows: list[tuple]) -> int:
         written = cursor.rowcount
         # Dropped now, not only at commit: the caller's transaction may price another batch.
         cursor.execute("DROP TABLE billing_cdr_load")
-        _work_mem_restore(cursor, previous)
+        _work_mem_restore(cursor, raised_from)
         return written
 
 
 _TEXT_AT = (CDR_COLUMNS.index("pricing"), CDR_COLUMNS.index("vat_breakdown"))
-_WORK_MEM_CAP_KB = 1024 * 1024  # 1 GB
-_LINE_MEMORY = 400  # bytes of work_mem an invoice line's statement asks for (invoices_close_periods)
+# At most this much: work_mem is per sort or hash of a statement (hashes may use twice it), and
+# the cycle's batches run side by side; a statement beyond it spills to disk, as before.
+_WORK_MEM_CAP_KB = 256 * 1024
+# work_mem for an invoice line: its statement keeps each new line in two stores (the queue
+# trigger's transition table, the sums' CTE), about 100 bytes in each; each store may use
+# work_mem, so this is twice a line's size in either.
+_LINE_MEMORY = 200
 
 
-def _transition_memory(cursor, rows: list[tuple]) -> str:
-    """Give this transaction the memory for the new CDRs' transition table; returns the setting
-    it had, for :func:`_work_mem_restore`.
+def _transition_memory(cursor, rows: list[tuple]) -> str | None:
+    """Give this transaction the memory for the new CDRs' transition table (see
+    :func:`_work_mem_at_least`).
 
     The CDR triggers that check references and fill the unbilled queue run once per statement
     over the statement's new rows (``REFERENCING NEW TABLE``), which PostgreSQL keeps in memory
@@ -545,22 +554,28 @@ def _transition_memory(cursor, rows: list[tuple]) -> str:
     return _work_mem_at_least(cursor, 2 * size // 1024)
 
 
-def _work_mem_at_least(cursor, kb: int) -> str:
-    """Raise this transaction's ``work_mem`` to ``kb`` (never lower it; at most 1 GB: beyond, a
-    statement spills to disk as it would have anyway). Set locally: a rollback of the work that
-    follows undoes it with the rest. Returns the setting it had (kB), for
-    :func:`_work_mem_restore` when the work is done (the transaction may go on)."""
+def _work_mem_at_least(cursor, kb: int) -> str | None:
+    """Raise this transaction's ``work_mem`` to ``kb`` (at most ``_WORK_MEM_CAP_KB``) if it is
+    lower. Returns the setting it had (kB) when it raised it, for :func:`_work_mem_restore` once
+    the work is done (the transaction may go on), else None.
+
+    Set locally (``set_config(…, true)``): rolling back a transaction or savepoint opened before
+    this call undoes it with the rest; a savepoint opened after it does not (the CDR write relies
+    on that: its COPY's savepoint may roll back, the careful path after it keeps the memory)."""
     cursor.execute(
-        "SELECT s.setting, set_config('work_mem', greatest(s.setting::bigint, %s)::text || 'kB', true)"
-        " FROM pg_settings s WHERE s.name = 'work_mem'",
-        [min(kb, _WORK_MEM_CAP_KB)],
+        "SELECT had, CASE WHEN had < %(kb)s THEN set_config('work_mem', %(kb)s::text || 'kB', true) END"
+        " FROM (SELECT pg_size_bytes(current_setting('work_mem')) / 1024 AS had) AS s",
+        {"kb": min(kb, _WORK_MEM_CAP_KB)},
     )
-    return cursor.fetchone()[0]
+    had, raised = cursor.fetchone()
+    return None if raised is None else str(had)
 
 
-def _work_mem_restore(cursor, previous: str) -> None:
-    """Back to the ``work_mem`` this transaction had before :func:`_work_mem_at_least`."""
-    cursor.execute("SELECT set_config('work_mem', %s, true)", [f"{previous}kB"])
+def _work_mem_restore(cursor, previous: str | None) -> None:
+    """Back to the ``work_mem`` this transaction had before :func:`_work_mem_at_least` raised it
+    (nothing to do when it did not)."""
+    if previous is not None:
+        cursor.execute("SELECT set_config('work_mem', %s, true)", [f"{previous}kB"])
 
 
 def cdr_sweep(
@@ -884,18 +899,19 @@ def invoices_close_periods(
         for invoice in invoices:
             passes[seen[invoice.account_id]].append(invoice)
             seen[invoice.account_id] += 1
+        raised_from = None
         if connection.vendor == "postgresql":
-            # The lines' statement keeps its new rows twice in memory (the queue trigger's
-            # transition table, the sums' CTE), about 200 bytes a line in all; each store beyond
-            # ``work_mem`` (4 MB: about 45,000 lines) went to a temporary file. Twice that, for
-            # the CDRs waiting on the batch's invoices (an upper bound on its lines).
-            lines = sum(waiting[(i.account_id, i.currency)][1] for i in invoices)
+            # The lines' statements keep their new lines in memory up to work_mem (see
+            # _LINE_MEMORY; beyond about 45,000 lines at the default 4 MB, both stores went to
+            # temporary files): memory for the CDRs that were waiting on these invoices' accounts
+            # (about their lines: a CDR committed since may join them).
+            lines = sum(waiting[key][1] for key in {(i.account_id, i.currency) for i in invoices})
             with connection.cursor() as cursor:
-                previous = _work_mem_at_least(cursor, lines * _LINE_MEMORY // 1024)
+                raised_from = _work_mem_at_least(cursor, lines * _LINE_MEMORY // 1024)
         sums = [row for rank in sorted(passes) for row in _lines_insert(passes[rank])]
-        if connection.vendor == "postgresql":
+        if raised_from is not None:
             with connection.cursor() as cursor:
-                _work_mem_restore(cursor, previous)
+                _work_mem_restore(cursor, raised_from)
         # Totals = sums of the invoice's lines (each CDR's totals, already rounded: to the cent).
         totals: dict[int, list[Decimal]] = {}
         for invoice_id, _, excl, vat, incl in sums:

@@ -385,7 +385,6 @@ def test_the_cdr_write_holds_its_new_rows_in_memory_and_hands_the_setting_back(m
     """The CDR triggers read a statement's new rows from a transition table, which spills to a
     temporary file beyond ``work_mem``: the write raises it to twice the rows' size for itself
     (never lowers it) and sets it back after, on both write paths."""
-    assert connection.vendor == "postgresql"
     default_tariff()
     row = [""] * len(services.CDR_COLUMNS)
     big = [(*row[:4], "x" * 1_000_000, *row[5:]) for _ in range(8)]  # 8 MB of JSON text
@@ -396,30 +395,39 @@ def test_the_cdr_write_holds_its_new_rows_in_memory_and_hands_the_setting_back(m
         assert _work_mem_kb() >= 2 * 8_000_000 // 1024
         services._work_mem_restore(cursor, previous)
         assert _work_mem_kb() == 4096
-        services._transition_memory(cursor, big[:1])  # 2 MB asked for, below the setting
-        assert _work_mem_kb() == 4096  # a small write never lowers it
+        assert services._transition_memory(cursor, big[:1]) is None  # 2 MB asked for: no raise
+        assert _work_mem_kb() == 4096
 
     # Both write paths, from the lowest setting (64 kB), which 40 CDRs (about 1 KB each) exceed.
-    sessions = SessionFactory.create_batch(40)
-    rows = []
+    sessions = SessionFactory.create_batch(80)
+    fresh, late = [], []
     real_insert, real_restore = services._cdrs_insert, services._work_mem_restore
-    monkeypatch.setattr(services, "_cdrs_insert", rows.extend)
-    services.cdrs_create_for_sessions(session_ids=[s.pk for s in sessions])
+    monkeypatch.setattr(services, "_cdrs_insert", fresh.extend)
+    services.cdrs_create_for_sessions(session_ids=[s.pk for s in sessions[:40]])
+    monkeypatch.setattr(services, "_cdrs_insert", late.extend)
+    services.cdrs_create_for_sessions(session_ids=[s.pk for s in sessions[40:]])
     during = []  # the setting as each write ends
 
     def restore(cursor, previous):
         during.append(_work_mem_kb())
         real_restore(cursor, previous)
 
-    monkeypatch.setattr(services, "_cdrs_insert", real_insert)
     monkeypatch.setattr(services, "_work_mem_restore", restore)
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL work_mem = '64kB'")
-        assert services.cdrs_create_for_sessions(session_ids=[sessions[0].pk]) == 1  # COPY
+        assert real_insert(fresh) == 40  # COPY
         assert _work_mem_kb() == 64
-        assert real_insert(rows) == 39  # the first session's row conflicts: INSERT … ON CONFLICT
+        assert real_insert([*late, fresh[0]]) == 40  # one session priced meanwhile: ON CONFLICT
         assert _work_mem_kb() == 64
-    assert during[0] == 64  # one CDR: 2 kB asked for, the setting stays
-    assert during[1] > 64
-    assert during[1] >= 2 * sum(len(row[4]) + 512 for row in rows) // 1024  # twice the JSON and the rest
+    assert during[0] > 64
+    assert during[0] >= 2 * sum(len(row[4]) + 512 for row in fresh) // 1024  # twice the JSON and the rest
+    assert during[1] >= 2 * sum(len(row[4]) + 512 for row in [*late, fresh[0]]) // 1024
+
+
+def test_primary_keys_read_past_the_orm_in_the_querysets_order():
+    sessions = SessionFactory.create_batch(3)
+    ids = sorted(s.pk for s in sessions)
+    assert services.primary_keys(type(sessions[0]).objects.order_by("-pk")) == ids[::-1]
+    assert services.primary_keys(type(sessions[0]).objects.none()) == []
+    assert services.primary_keys(type(sessions[0]).objects.filter(pk__in=[])) == []
