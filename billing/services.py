@@ -535,9 +535,9 @@ _TEXT_AT = (CDR_COLUMNS.index("pricing"), CDR_COLUMNS.index("vat_breakdown"))
 # the cycle's batches run side by side; a statement beyond it spills to disk, as before.
 _WORK_MEM_CAP_KB = 256 * 1024
 # work_mem for an invoice line: its statement keeps each new line in two stores (the queue
-# trigger's transition table, the sums' CTE), about 100 bytes in each; each store may use
-# work_mem, so this is twice a line's size in either.
-_LINE_MEMORY = 200
+# trigger's transition table, the sums' CTE), about 130 bytes in each (6.7 MB for 50,400
+# lines); each store may use work_mem, so this is twice a line's size in either.
+_LINE_MEMORY = 260
 
 
 def _transition_memory(cursor, rows: list[tuple]) -> str | None:
