@@ -290,7 +290,7 @@ def cdrs_create_for_sessions(*, session_ids: list[int]) -> int:
 
     # The sessions that have a CDR, by its unique key: a query of its own, not an anti-join in
     # the one below, which the planner may make a scan of every CDR (26 ms a batch at 40,000).
-    priced = {
+    already_priced = {
         pk
         for (pk,) in _rows(
             _with_ids(Cdr.objects, "session_id", session_ids).order_by().values_list("session_id")
@@ -300,7 +300,7 @@ def cdrs_create_for_sessions(*, session_ids: list[int]) -> int:
         _with_ids(
             ChargingSession.objects.filter(stopped_at__isnull=False),
             "id",
-            [pk for pk in session_ids if pk not in priced],
+            [pk for pk in session_ids if pk not in already_priced],
         )
         .order_by("pk")
         .values_list(*_SESSION_FACTS)
@@ -870,11 +870,10 @@ def invoices_close_periods(
             .annotate(first=Min("stopped_at"), count=Count("*"))
             .order_by()
         }
-        earliest = {key: first for key, (first, _) in waiting.items()}
         due: list[Invoice] = []
         for account in accounts:
             start, end = periods[account.pk]
-            first = earliest.get((account.pk, account.currency))
+            first, _ = waiting.get((account.pk, account.currency), (None, 0))
             if first is None or first >= end:
                 continue  # nothing unbilled from a closed period
             if first >= start:  # the usual case: all of it from the last closed period
