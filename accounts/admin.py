@@ -17,6 +17,7 @@ from accounts.models import (
     User,
 )
 from accounts.scoping import Actor
+from evcharge.core.admin import DeleteRefusalOnThePage
 
 
 class EmailUserCreationForm(UserCreationForm):
@@ -38,7 +39,7 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(DeleteRefusalOnThePage, DjangoUserAdmin):
     form = EmailUserChangeForm
     add_form = EmailUserCreationForm
     ordering = ["email"]
@@ -67,7 +68,7 @@ class UserAdmin(DjangoUserAdmin):
 
 
 @admin.register(Organization)
-class OrganizationAdmin(admin.ModelAdmin):
+class OrganizationAdmin(DeleteRefusalOnThePage, admin.ModelAdmin):
     list_display = ["name", "kind", "created_at"]
     list_filter = ["kind"]
     search_fields = ["name"]
@@ -75,7 +76,7 @@ class OrganizationAdmin(admin.ModelAdmin):
 
 
 @admin.register(IdToken)
-class IdTokenAdmin(admin.ModelAdmin):
+class IdTokenAdmin(DeleteRefusalOnThePage, admin.ModelAdmin):
     list_display = ["uid", "type", "status", "expires_at", "user", "organization", "label"]
     list_filter = ["status", "type", "organization"]
     search_fields = ["uid", "label", "user__email"]

@@ -36,6 +36,7 @@ from billing.models import (
 )
 from billing.ocpi import OcpiError, element_to_ocpi, tariff_from_ocpi
 from billing.pricing import Reading, price_session
+from evcharge.core.admin import DeleteRefusalOnThePage
 from evcharge.core.errors import DomainError
 from evcharge.core.validators import validate_time_zone
 
@@ -123,7 +124,7 @@ class TariffPreviewForm(forms.Form):
 
 
 @admin.register(Tariff)
-class TariffAdmin(admin.ModelAdmin):
+class TariffAdmin(DeleteRefusalOnThePage, admin.ModelAdmin):
     list_display = ["ocpi_id", "currency", "type", "min_price_excl_vat", "max_price_excl_vat", "updated_at"]
     list_filter = ["currency", "type"]
     search_fields = ["ocpi_id"]
@@ -622,7 +623,7 @@ class CreditNoteAdmin(RefusalOnThePage, ReadOnlyAdmin):
 
 
 @admin.register(BillingAccount)
-class BillingAccountAdmin(admin.ModelAdmin):
+class BillingAccountAdmin(DeleteRefusalOnThePage, admin.ModelAdmin):
     list_display = ["name", "organization", "user", "period", "time_zone", "currency"]
     list_filter = ["period", "currency"]
     search_fields = ["name", "billing_email"]

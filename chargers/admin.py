@@ -26,6 +26,7 @@ from chargers.models import (
     TransactionAnomaly,
 )
 from chargers.services import charger_approve, charger_set_password
+from evcharge.core.admin import DeleteRefusalOnThePage
 
 STATUS_COLOURS = {
     "Available": "#1a7f37",
@@ -72,7 +73,7 @@ def badge(text: str, key: str | None = None):
 
 
 @admin.register(Site)
-class SiteAdmin(admin.ModelAdmin):
+class SiteAdmin(DeleteRefusalOnThePage, admin.ModelAdmin):
     list_display = ["name", "city", "country", "operator", "charger_count", "time_zone"]
     list_filter = ["country", "operator"]
     search_fields = ["name", "address", "city", "postal_code"]
@@ -137,7 +138,7 @@ class CommandForm(forms.Form):
 
 
 @admin.register(ChargePoint)
-class ChargePointAdmin(admin.ModelAdmin):
+class ChargePointAdmin(DeleteRefusalOnThePage, admin.ModelAdmin):
     list_display = [
         "identity",
         "online_badge",

@@ -18,6 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from django.db import IntegrityError, connection, transaction
+from django.urls import reverse
 
 from billing import services
 from billing.models import BillingAccount, Cdr, Tariff, TariffSnapshot
@@ -335,3 +336,160 @@ def test_sqlite_keeps_every_cdr_and_takes_notes_and_refunds_whose_sums_a_float_g
         "refunded": "0.120",
         "refundable": "0.000",
     }
+
+
+# --- the same refusals as an operator meets them in the admin ----------------------------------
+
+
+def _operator_client():
+    from django.test import Client
+
+    from billing.tests.factories import UserFactory
+
+    client = Client()
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    return client
+
+
+def _deletes(model, pk: int) -> dict:
+    """The admin's two ways to delete one row: its delete page, and "delete selected"."""
+    meta = model._meta
+    return {
+        "delete page": (
+            reverse(f"admin:{meta.app_label}_{meta.model_name}_delete", args=[pk]),
+            {"post": "yes"},
+        ),
+        "delete selected": (
+            reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist"),
+            {"action": "delete_selected", "_selected_action": [pk], "post": "yes"},
+        ),
+    }
+
+
+def _in_a_thread(post) -> threading.Thread:
+    """Run ``post()`` in a thread with its own database connection, closed when it ends."""
+    from django.db import connections
+
+    def run() -> None:
+        try:
+            post()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+NOT_DELETED = {"delete page": "Not deleted: ", "delete selected": "None of them was deleted: "}
+
+
+def _deleted_in_audit(model, pk: int) -> bool:
+    from django.contrib.contenttypes.models import ContentType
+
+    from accounts.models import AuditEntry
+
+    kind = ContentType.objects.get_for_model(model)
+    return AuditEntry.objects.filter(action="delete", content_type=kind, object_id=str(pk)).exists()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("way", ["delete page", "delete selected"])
+def test_the_admin_shows_a_delete_that_cannot_take_the_cdr_table_soon_and_deletes_nothing(way):
+    """A vacuum holds billing_cdr: the operator's delete of a tariff waits its few seconds, then
+    the page says to try again (not a server error), and nothing is deleted or audited as
+    deleted. Once the table is free, the same request deletes it."""
+    bare = Tariff.objects.create(ocpi_id="WAIT", currency="EUR")  # no CDR names it
+    client = _operator_client()
+    url, data = _deletes(Tariff, bare.pk)[way]
+    with psycopg.connect(test_database_url()) as vacuum:
+        vacuum.execute("LOCK TABLE billing_cdr IN SHARE UPDATE EXCLUSIVE MODE")
+        response = client.post(url, data)
+        vacuum.rollback()
+    assert response.status_code == 302
+    assert response["Location"] == url
+    page = client.get(url).content.decode()
+    assert NOT_DELETED[way] in page
+    assert "try again in a minute" in page
+    assert "cannot be deleted now" in page
+    assert Tariff.objects.filter(pk=bare.pk).exists()
+    assert not _deleted_in_audit(Tariff, bare.pk)
+    client.post(url, data)
+    assert not Tariff.objects.filter(pk=bare.pk).exists()
+    assert _deleted_in_audit(Tariff, bare.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("way", ["delete page", "delete selected"])
+def test_the_admin_shows_a_tariff_delete_refused_because_a_cdr_was_written_meanwhile(way):
+    """The admin found no CDR naming the tariff, but one was being written: the delete waits for
+    it, is refused, and the operator sees why on the page; the tariff and the CDR stay."""
+    default_tariff()
+    template = services.cdr_create_for_session(session_id=SessionFactory().pk)
+    bare = Tariff.objects.create(ocpi_id="RACE", currency="EUR")  # no elements, no assignment
+    session = SessionFactory()
+    client = _operator_client()
+    url, data = _deletes(Tariff, bare.pk)[way]
+    responses: list = []
+    with psycopg.connect(test_database_url()) as inserter:
+        inserter.execute(
+            cdr_copy_sql(session_id=str(session.pk), tariff_id=str(bare.pk)), {"template": template.pk}
+        )
+        thread = _in_a_thread(lambda: responses.append(client.post(url, data)))
+        with psycopg.connect(test_database_url(), autocommit=True) as probe:
+            _wait_blocked(probe)
+        inserter.commit()
+        thread.join(30)
+    assert responses[0].status_code == 302
+    assert responses[0]["Location"] == url
+    page = client.get(url).content.decode()
+    assert NOT_DELETED[way] in page
+    assert "something that refers to it was saved meanwhile" in page
+    assert "cannot be deleted: a CDR names it" in page
+    assert Tariff.objects.filter(pk=bare.pk).exists()
+    assert Cdr.objects.filter(session=session, tariff=bare).exists()
+    assert not _deleted_in_audit(Tariff, bare.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_admin_shows_a_charger_delete_refused_because_a_session_started_meanwhile():
+    """The same for a plain foreign key: a charger with no session is deleted in the admin while
+    it starts its first one. Django's foreign keys are checked at commit, so the admin's delete
+    goes through its own check (no session yet) and fails at its commit, once the session is in.
+    The charger's transaction holds the rows its session names (``FOR KEY SHARE``, what the check
+    at its commit takes) so that the admin's delete waits there every time, after its own check.
+    The charger and the session stay; the page says why."""
+    from billing.tests.factories import ConnectorFactory
+    from chargers.models import ChargePoint
+
+    template = SessionFactory()
+    connector = ConnectorFactory()
+    point = connector.charge_point
+    columns = [f.column for f in ChargingSession._meta.concrete_fields if not f.primary_key]
+    values = [{"charge_point_id": "%(point)s", "connector_id": "%(connector)s"}.get(c, c) for c in columns]
+    insert = (
+        f"INSERT INTO chargers_chargingsession ({', '.join(columns)})"  # noqa: S608 - our columns
+        f" SELECT {', '.join(values)} FROM chargers_chargingsession WHERE id = %(template)s"
+    )
+    client = _operator_client()
+    url, data = _deletes(ChargePoint, point.pk)["delete page"]
+    responses: list = []
+    with psycopg.connect(test_database_url()) as charger:
+        charger.execute(
+            "SELECT 1 FROM chargers_connector c JOIN chargers_chargepoint p ON p.id = c.charge_point_id"
+            " WHERE c.id = %s FOR KEY SHARE",
+            [connector.pk],
+        )
+        charger.execute(insert, {"point": point.pk, "connector": connector.pk, "template": template.pk})
+        thread = _in_a_thread(lambda: responses.append(client.post(url, data)))
+        with psycopg.connect(test_database_url(), autocommit=True) as probe:
+            _wait_blocked(probe)
+        charger.commit()
+        thread.join(30)
+    assert responses[0].status_code == 302
+    page = client.get(url).content.decode()
+    assert NOT_DELETED["delete page"] in page
+    assert "something that refers to it was saved meanwhile" in page
+    assert ChargePoint.objects.filter(pk=point.pk).exists()
+    assert ChargingSession.objects.filter(charge_point=point).count() == 1
