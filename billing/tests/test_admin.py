@@ -370,3 +370,18 @@ def test_run_billing_now_queues_the_cycle(operator):
     response = operator.post(reverse("admin:billing_invoice_run_billing"), follow=True)
     assert response.status_code == 200
     assert "Billing run queued" in response.content.decode()
+
+
+def test_an_assignment_without_its_target_is_refused_on_the_form(operator):
+    """A site-scoped assignment without its site: the form checks the model's constraint, so the
+    operator sees it on the page (not a server error from the service), and nothing is saved."""
+    from billing.models import TariffAssignment
+
+    tariff = default_tariff()
+    before = TariffAssignment.objects.count()
+    response = operator.post(
+        reverse("admin:billing_tariffassignment_add"), {"tariff": tariff.pk, "scope": "site"}
+    )
+    assert response.status_code == 200
+    assert "tariff_assignment_target_matches_scope" in response.content.decode()
+    assert TariffAssignment.objects.count() == before

@@ -366,19 +366,43 @@ def _deletes(model, pk: int) -> dict:
     }
 
 
-def _in_a_thread(post) -> threading.Thread:
-    """Run ``post()`` in a thread with its own database connection, closed when it ends."""
+def _post_in_a_thread(client, url: str, data: dict):
+    """Start ``client.post(url, data)`` in a thread with its own database connection (closed when
+    it ends); the returned function waits for it and gives its response."""
     from django.db import connections
+
+    responses: list = []
 
     def run() -> None:
         try:
-            post()
+            responses.append(client.post(url, data))
         finally:
             connections.close_all()
 
     thread = threading.Thread(target=run)
     thread.start()
-    return thread
+
+    def response():
+        thread.join(30)
+        assert not thread.is_alive(), "the admin's request never ended"
+        assert responses, "the admin's request raised (see the log above)"
+        return responses[0]
+
+    return response
+
+
+def _wait_for_the_admins_delete(probe: psycopg.Connection) -> None:
+    """Until the admin's ``DELETE`` waits for a lock (the test's other transaction holds it)."""
+    for _ in range(300):
+        with probe.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND query ILIKE 'DELETE FROM%%'"
+            )
+            if cursor.fetchone()[0]:
+                return
+        threading.Event().wait(0.05)
+    raise AssertionError("the admin's delete never waited for the other transaction")
 
 
 NOT_DELETED = {"delete page": "Not deleted: ", "delete selected": "None of them was deleted: "}
@@ -411,6 +435,7 @@ def test_the_admin_shows_a_delete_that_cannot_take_the_cdr_table_soon_and_delete
     assert response["Location"] == url
     page = client.get(url).content.decode()
     assert NOT_DELETED[way] in page
+    assert "successfully" not in page.lower()
     assert "try again in a minute" in page
     assert "cannot be deleted now" in page
     assert Tariff.objects.filter(pk=bare.pk).exists()
@@ -431,19 +456,19 @@ def test_the_admin_shows_a_tariff_delete_refused_because_a_cdr_was_written_meanw
     session = SessionFactory()
     client = _operator_client()
     url, data = _deletes(Tariff, bare.pk)[way]
-    responses: list = []
     with psycopg.connect(test_database_url()) as inserter:
         inserter.execute(
             cdr_copy_sql(session_id=str(session.pk), tariff_id=str(bare.pk)), {"template": template.pk}
         )
-        thread = _in_a_thread(lambda: responses.append(client.post(url, data)))
+        response = _post_in_a_thread(client, url, data)
         with psycopg.connect(test_database_url(), autocommit=True) as probe:
-            _wait_blocked(probe)
+            _wait_for_the_admins_delete(probe)
         inserter.commit()
-        thread.join(30)
-    assert responses[0].status_code == 302
-    assert responses[0]["Location"] == url
+        response = response()
+    assert response.status_code == 302
+    assert response["Location"] == url
     page = client.get(url).content.decode()
+    assert "successfully" not in page.lower()
     assert NOT_DELETED[way] in page
     assert "something that refers to it was saved meanwhile" in page
     assert "cannot be deleted: a CDR names it" in page
@@ -453,7 +478,8 @@ def test_the_admin_shows_a_tariff_delete_refused_because_a_cdr_was_written_meanw
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_admin_shows_a_charger_delete_refused_because_a_session_started_meanwhile():
+@pytest.mark.parametrize("way", ["delete page", "delete selected"])
+def test_the_admin_shows_a_charger_delete_refused_because_a_session_started_meanwhile(way):
     """The same for a plain foreign key: a charger with no session is deleted in the admin while
     it starts its first one. Django's foreign keys are checked at commit, so the admin's delete
     goes through its own check (no session yet) and fails at its commit, once the session is in.
@@ -473,8 +499,7 @@ def test_the_admin_shows_a_charger_delete_refused_because_a_session_started_mean
         f" SELECT {', '.join(values)} FROM chargers_chargingsession WHERE id = %(template)s"
     )
     client = _operator_client()
-    url, data = _deletes(ChargePoint, point.pk)["delete page"]
-    responses: list = []
+    url, data = _deletes(ChargePoint, point.pk)[way]
     with psycopg.connect(test_database_url()) as charger:
         charger.execute(
             "SELECT 1 FROM chargers_connector c JOIN chargers_chargepoint p ON p.id = c.charge_point_id"
@@ -482,14 +507,52 @@ def test_the_admin_shows_a_charger_delete_refused_because_a_session_started_mean
             [connector.pk],
         )
         charger.execute(insert, {"point": point.pk, "connector": connector.pk, "template": template.pk})
-        thread = _in_a_thread(lambda: responses.append(client.post(url, data)))
+        response = _post_in_a_thread(client, url, data)
         with psycopg.connect(test_database_url(), autocommit=True) as probe:
-            _wait_blocked(probe)
+            _wait_for_the_admins_delete(probe)
         charger.commit()
-        thread.join(30)
-    assert responses[0].status_code == 302
+        response = response()
+    assert response.status_code == 302
+    assert response["Location"] == url
     page = client.get(url).content.decode()
-    assert NOT_DELETED["delete page"] in page
+    assert "successfully" not in page.lower()  # the foreign key is checked before Django says so
+    assert NOT_DELETED[way] in page
     assert "something that refers to it was saved meanwhile" in page
     assert ChargePoint.objects.filter(pk=point.pk).exists()
     assert ChargingSession.objects.filter(charge_point=point).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("way", ["delete page", "delete selected"])
+def test_the_admin_shows_a_cdr_written_between_its_two_looks_at_what_refers_to_a_tariff(way, monkeypatch):
+    """The admin's confirmation looks for what refers to the tariff, then Django's collector
+    looks again before deleting: a CDR committed between the two makes the collector refuse
+    (``ProtectedError``), which the operator sees on the page as well."""
+    from billing.admin import TariffAdmin
+
+    default_tariff()
+    template = services.cdr_create_for_session(session_id=SessionFactory().pk)
+    bare = Tariff.objects.create(ocpi_id="LOOKS", currency="EUR")
+    session = SessionFactory()
+    first_look = TariffAdmin.get_deleted_objects
+
+    def a_cdr_arrives_after(self, objs, request):
+        looked = first_look(self, objs, request)
+        with psycopg.connect(test_database_url(), autocommit=True) as pricing:
+            pricing.execute(
+                cdr_copy_sql(session_id=str(session.pk), tariff_id=str(bare.pk)), {"template": template.pk}
+            )
+        return looked
+
+    monkeypatch.setattr(TariffAdmin, "get_deleted_objects", a_cdr_arrives_after)
+    client = _operator_client()
+    url, data = _deletes(Tariff, bare.pk)[way]
+    response = client.post(url, data)
+    assert response.status_code == 302
+    assert response["Location"] == url
+    monkeypatch.undo()
+    page = client.get(url).content.decode()
+    assert NOT_DELETED[way] in page
+    assert "referenced through protected foreign keys" in page
+    assert Tariff.objects.filter(pk=bare.pk).exists()
+    assert not _deleted_in_audit(Tariff, bare.pk)

@@ -1,47 +1,69 @@
 """Back-office pieces every app's admin uses."""
 
 from django.contrib import messages
-from django.db import DatabaseError, IntegrityError, router, transaction
+from django.db import DatabaseError, IntegrityError, connections, router, transaction
+from django.db.models import ProtectedError, RestrictedError
 from django.http import HttpResponseRedirect
 
 # PostgreSQL's SQLSTATEs for a delete it refused: a row came to need the one being deleted, or
 # the delete could not have its locks (waited too long, or a deadlock).
-_IN_USE = {"23503", "23001"}  # foreign_key_violation (also the CDR triggers'), restrict_violation
+_IN_USE = {"23503"}  # foreign_key_violation: a foreign key at commit, or the CDR triggers
 _BUSY = {"55P03", "40P01"}  # lock_not_available (the CDR triggers' wait), deadlock_detected
+# SQLite (the quick start) has no SQLSTATE: its foreign key failing at commit, Django's check of
+# the foreign keys (``check_constraints``), the CDR triggers' refusal (billing migration 0010).
+_SQLITE_IN_USE = ("FOREIGN KEY constraint failed", "has an invalid foreign key", "a CDR names it")
 
 
 def delete_refusal(error: DatabaseError) -> str | None:
-    """Why the database refused a delete that the admin's own check let through, as an operator
-    reads it; None for any other error (which stays an error).
+    """Why a delete that the admin's own check let through was refused, as an operator reads it;
+    None for any other error (which stays an error).
 
     The admin looks for what refers to a row before it deletes it, but a new row can refer to it
-    between that look and the delete: a charger's new session, or a CDR priced with a tariff
-    (the CDR triggers, billing migrations 0010 and 0020). The database then refuses the delete.
-    A delete of a row CDRs could name also takes the CDR table first, which a vacuum of it or a
-    long CDR write can hold for longer than the few seconds it waits; and a delete that cascades
-    can meet such a write in a deadlock, which PostgreSQL ends by refusing one of the two."""
+    between that look and the delete: a charger's new session, or a CDR priced with a tariff.
+    Django's own second look then refuses the delete (``ProtectedError``), or the database does:
+    a foreign key when the transaction's constraints are checked, or the CDR triggers (billing
+    migrations 0010 and 0020). A delete of a row CDRs could name also takes the CDR table
+    first, which a vacuum of it or a long CDR write can hold for longer than the few seconds it
+    waits; and a delete that cascades can meet such a write in a deadlock, which PostgreSQL
+    ends by refusing one of the two."""
+    if isinstance(error, ProtectedError | RestrictedError):
+        return f"something that refers to it was saved meanwhile ({error.args[0]})"
     cause = error.__cause__
     sqlstate = getattr(cause, "sqlstate", None)
     said = getattr(getattr(cause, "diag", None), "message_primary", None) or str(error)
     if sqlstate in _BUSY:
-        return f"the database is busy with what refers to it; try again in a minute ({said})"
+        said = said.removesuffix("; try again")  # the CDR triggers' text ends so; said once below
+        return f"the database was busy with what refers to it ({said}); try again in a minute"
     in_use = sqlstate in _IN_USE or (
-        sqlstate is None  # SQLite: a foreign key, or a trigger's refusal
+        sqlstate is None
         and isinstance(error, IntegrityError)
-        and ("FOREIGN KEY" in said or "cannot be deleted" in said)
+        and any(text in said for text in _SQLITE_IN_USE)
     )
     return f"something that refers to it was saved meanwhile ({said})" if in_use else None
 
 
 class DeleteRefusalOnThePage:
-    """A delete the database refuses (see :func:`delete_refusal`) is shown on the page it was
-    asked from, and nothing is deleted: the admin's transaction, with its log entry, is rolled
-    back. Without this, the operator got a server error page. Mix in before ``ModelAdmin``."""
+    """A refused delete (see :func:`delete_refusal`) is shown on the page it was asked from, and
+    nothing is deleted: the admin's transaction, with its log and audit entries, is rolled back.
+    Without this, the operator got a server error page. Mix in before ``ModelAdmin``."""
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        self._check_constraints()
+
+    def delete_queryset(self, request, queryset):
+        super().delete_queryset(request, queryset)
+        self._check_constraints()
+
+    def _check_constraints(self) -> None:
+        """Django's foreign keys are checked at commit, after the admin has said "deleted
+        successfully": check them now, so that a refusal comes before that message."""
+        connections[router.db_for_write(self.model)].check_constraints()
 
     def delete_view(self, request, object_id, extra_context=None):
         try:
             return super().delete_view(request, object_id, extra_context)
-        except DatabaseError as error:
+        except DatabaseError as error:  # ProtectedError and RestrictedError are IntegrityErrors
             reason = delete_refusal(error)
             if reason is None:
                 raise
@@ -49,14 +71,14 @@ class DeleteRefusalOnThePage:
         return HttpResponseRedirect(request.get_full_path())
 
     def response_action(self, request, queryset):
-        """The "delete selected" action, in one transaction (Django runs it without one): all of
-        them go, with their audit entries, or none does."""
-        if request.POST.get("action") != "delete_selected":
+        """The confirmed "delete selected" action, in one transaction (Django runs it without
+        one): all of them go, with their audit entries, or none does."""
+        if request.POST.get("action") != "delete_selected" or not request.POST.get("post"):
             return super().response_action(request, queryset)
         try:
             with transaction.atomic(using=router.db_for_write(self.model)):
                 return super().response_action(request, queryset)
-        except DatabaseError as error:
+        except DatabaseError as error:  # ProtectedError and RestrictedError are IntegrityErrors
             reason = delete_refusal(error)
             if reason is None:
                 raise

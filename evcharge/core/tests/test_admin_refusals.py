@@ -5,6 +5,7 @@ import sqlite3
 
 import pytest
 from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError
 from django.db.utils import IntegrityError as DjangoIntegrityError
 
 from billing.models import TariffSnapshot
@@ -46,3 +47,20 @@ def test_sqlite_refusals_are_recognised_by_their_text():
                 assert reason is None  # UNIQUE constraint failed: not a refused delete
         else:
             raise AssertionError(f"{statement} went through")
+
+
+def test_djangos_own_foreign_key_check_on_sqlite_and_its_collector_are_refusals():
+    """``check_constraints`` on SQLite raises its own text (no database error behind it), and the
+    collector's second look raises ``ProtectedError``: both are refused deletes. A check
+    constraint's failure is not."""
+    checked = DjangoIntegrityError(
+        "The row in table 'chargers_chargingsession' with primary key '7' has an invalid foreign key:"
+        " chargers_chargingsession.connector_id contains a value '3' that does not have a"
+        " corresponding value in chargers_connector.id."
+    )
+    assert "saved meanwhile" in delete_refusal(checked)
+    protected = ProtectedError(
+        "Cannot delete … referenced through protected foreign keys: 'Cdr.tariff'.", set()
+    )
+    assert "referenced through protected foreign keys" in delete_refusal(protected)
+    assert delete_refusal(DjangoIntegrityError("CHECK constraint failed: cdr_total_not_negative")) is None
