@@ -366,9 +366,10 @@ def _deletes(model, pk: int) -> dict:
     }
 
 
-def _post_in_a_thread(client, url: str, data: dict):
-    """Start ``client.post(url, data)`` in a thread with its own database connection (closed when
-    it ends); the returned function waits for it and gives its response."""
+def _posted_while_held(held: psycopg.Connection, client, url: str, data: dict):
+    """``client.post(url, data)`` while ``held``'s open transaction holds what the admin's delete
+    needs: the post runs in a thread (its own database connection, closed when it ends) until its
+    ``DELETE`` waits for ``held``; then ``held`` commits, and the post's response is returned."""
     from django.db import connections
 
     responses: list = []
@@ -381,14 +382,13 @@ def _post_in_a_thread(client, url: str, data: dict):
 
     thread = threading.Thread(target=run)
     thread.start()
-
-    def response():
-        thread.join(30)
-        assert not thread.is_alive(), "the admin's request never ended"
-        assert responses, "the admin's request raised (see the log above)"
-        return responses[0]
-
-    return response
+    with psycopg.connect(test_database_url(), autocommit=True) as probe:
+        _wait_for_the_admins_delete(probe)
+    held.commit()
+    thread.join(30)
+    assert not thread.is_alive(), "the admin's request never ended"
+    assert responses, "the admin's request raised (see the log above)"
+    return responses[0]
 
 
 def _wait_for_the_admins_delete(probe: psycopg.Connection) -> None:
@@ -460,11 +460,7 @@ def test_the_admin_shows_a_tariff_delete_refused_because_a_cdr_was_written_meanw
         inserter.execute(
             cdr_copy_sql(session_id=str(session.pk), tariff_id=str(bare.pk)), {"template": template.pk}
         )
-        response = _post_in_a_thread(client, url, data)
-        with psycopg.connect(test_database_url(), autocommit=True) as probe:
-            _wait_for_the_admins_delete(probe)
-        inserter.commit()
-        response = response()
+        response = _posted_while_held(inserter, client, url, data)
     assert response.status_code == 302
     assert response["Location"] == url
     page = client.get(url).content.decode()
@@ -507,11 +503,7 @@ def test_the_admin_shows_a_charger_delete_refused_because_a_session_started_mean
             [connector.pk],
         )
         charger.execute(insert, {"point": point.pk, "connector": connector.pk, "template": template.pk})
-        response = _post_in_a_thread(client, url, data)
-        with psycopg.connect(test_database_url(), autocommit=True) as probe:
-            _wait_for_the_admins_delete(probe)
-        charger.commit()
-        response = response()
+        response = _posted_while_held(charger, client, url, data)
     assert response.status_code == 302
     assert response["Location"] == url
     page = client.get(url).content.decode()

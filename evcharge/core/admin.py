@@ -61,26 +61,30 @@ class DeleteRefusalOnThePage:
         connections[router.db_for_write(self.model)].check_constraints()
 
     def delete_view(self, request, object_id, extra_context=None):
-        try:
-            return super().delete_view(request, object_id, extra_context)
-        except DatabaseError as error:  # ProtectedError and RestrictedError are IntegrityErrors
-            reason = delete_refusal(error)
-            if reason is None:
-                raise
-        self.message_user(request, f"Not deleted: {reason}.", messages.ERROR)
-        return HttpResponseRedirect(request.get_full_path())
+        view = super().delete_view
+        return self._refusal_shown(request, "Not deleted", lambda: view(request, object_id, extra_context))
 
     def response_action(self, request, queryset):
         """The confirmed "delete selected" action, in one transaction (Django runs it without
         one): all of them go, with their audit entries, or none does."""
+        action = super().response_action
         if request.POST.get("action") != "delete_selected" or not request.POST.get("post"):
-            return super().response_action(request, queryset)
-        try:
+            return action(request, queryset)
+
+        def in_one_transaction():
             with transaction.atomic(using=router.db_for_write(self.model)):
-                return super().response_action(request, queryset)
+                return action(request, queryset)
+
+        return self._refusal_shown(request, "None of them was deleted", in_one_transaction)
+
+    def _refusal_shown(self, request, headline: str, attempt):
+        """``attempt()``'s response, or, when it was a refused delete, the page it was asked from
+        with the reason."""
+        try:
+            return attempt()
         except DatabaseError as error:  # ProtectedError and RestrictedError are IntegrityErrors
             reason = delete_refusal(error)
             if reason is None:
                 raise
-        self.message_user(request, f"None of them was deleted: {reason}.", messages.ERROR)
+        self.message_user(request, f"{headline}: {reason}.", messages.ERROR)
         return HttpResponseRedirect(request.get_full_path())
