@@ -57,7 +57,9 @@ class DeleteRefusalOnThePage:
 
     def _check_constraints(self) -> None:
         """Django's foreign keys are checked at commit, after the admin has said "deleted
-        successfully": check them now, so that a refusal comes before that message."""
+        successfully": check them now, so that a refusal comes before that message. (PostgreSQL
+        checks what this transaction left pending; SQLite, the small quick-start database, every
+        table's foreign keys.)"""
         connections[router.db_for_write(self.model)].check_constraints()
 
     def delete_view(self, request, object_id, extra_context=None):
