@@ -114,27 +114,40 @@ def _wait_blocked(probe: psycopg.Connection) -> None:
     raise AssertionError("the second transaction never waited for the first")
 
 
-def _race(first_sql: tuple, second_sql: tuple, first: psycopg.Connection, second: psycopg.Connection):
-    """``first`` runs its statement and holds its transaction; ``second``'s statement, in a thread,
-    must wait for it; ``first`` commits. Returns what ``second``'s statement raised (or None)."""
-    first.execute(*first_sql)
+def _while_held(held: psycopg.Connection, attempt, wait_for=_wait_blocked):
+    """``attempt()`` in a thread, while ``held``'s open transaction holds what it needs: once
+    ``wait_for`` sees it waiting, ``held`` commits. Returns what ``attempt`` returned, or the
+    database error it raised."""
     outcome: list = []
 
     def run() -> None:
         try:
-            second.execute(*second_sql)
-            outcome.append(None)
+            outcome.append(attempt())
         except psycopg.Error as error:  # handed to the test
             outcome.append(error)
 
     thread = threading.Thread(target=run)
     thread.start()
     with psycopg.connect(test_database_url(), autocommit=True) as probe:
-        _wait_blocked(probe)
-    first.commit()
+        wait_for(probe)
+    held.commit()
     thread.join(30)
-    second.rollback()
+    assert not thread.is_alive(), "the waiting side never ended"
+    assert outcome, "the waiting side raised (see the log above)"
     return outcome[0]
+
+
+def _race(first_sql: tuple, second_sql: tuple, first: psycopg.Connection, second: psycopg.Connection):
+    """``first`` runs its statement and holds its transaction; ``second``'s statement, in a thread,
+    must wait for it; ``first`` commits. Returns what ``second``'s statement raised (or None)."""
+    first.execute(*first_sql)
+
+    def second_statement() -> None:
+        second.execute(*second_sql)
+
+    outcome = _while_held(first, second_statement)
+    second.rollback()
+    return outcome
 
 
 @pytest.mark.django_db(transaction=True)
@@ -368,27 +381,17 @@ def _deletes(model, pk: int) -> dict:
 
 def _posted_while_held(held: psycopg.Connection, client, url: str, data: dict):
     """``client.post(url, data)`` while ``held``'s open transaction holds what the admin's delete
-    needs: the post runs in a thread (its own database connection, closed when it ends) until its
-    ``DELETE`` waits for ``held``; then ``held`` commits, and the post's response is returned."""
+    needs (see :func:`_while_held`), in a thread with its own database connection, closed when
+    it ends. Returns the post's response."""
     from django.db import connections
 
-    responses: list = []
-
-    def run() -> None:
+    def post():
         try:
-            responses.append(client.post(url, data))
+            return client.post(url, data)
         finally:
             connections.close_all()
 
-    thread = threading.Thread(target=run)
-    thread.start()
-    with psycopg.connect(test_database_url(), autocommit=True) as probe:
-        _wait_for_the_admins_delete(probe)
-    held.commit()
-    thread.join(30)
-    assert not thread.is_alive(), "the admin's request never ended"
-    assert responses, "the admin's request raised (see the log above)"
-    return responses[0]
+    return _while_held(held, post, _wait_for_the_admins_delete)
 
 
 def _wait_for_the_admins_delete(probe: psycopg.Connection) -> None:
